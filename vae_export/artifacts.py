@@ -1,0 +1,113 @@
+"""Atomic writes, sha256, and the manifest that ties the artifacts together.
+
+Torch-free on purpose: the runtime and `inspect` use it without torch installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vae_export.errors import UsageError, VAEExportError
+
+MANIFEST_NAME = "manifest.json"
+CHECKPOINT_NAME = "vae.safetensors"
+TRAIN_METRICS_NAME = "train_metrics.json"
+MANIFEST_FORMAT = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_dir(path: Path, option: str = "--artifacts") -> Path:
+    """Create an output directory, or say in one line why it cannot be one."""
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{option} {path}: {parent} is a regular file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create directory ({exc.strerror})") from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    On any error the temporary file is removed and `path` is left as it was.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        raise VAEExportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise VAEExportError(f"{path}: not a valid {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise VAEExportError(f"{path}: not a valid {what} (expected a JSON object)")
+    return data
+
+
+def load_manifest(artifacts: Path) -> dict[str, Any]:
+    path = artifacts / MANIFEST_NAME
+    if not path.is_file():
+        raise UsageError(f"{path}: no manifest; run `vae-export export --artifacts {artifacts}` first")
+    manifest = read_json(path, "manifest")
+    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("artifacts"), list):
+        raise VAEExportError(f"{path}: not a vae-export manifest (format {MANIFEST_FORMAT} expected)")
+    return manifest
+
+
+def update_manifest(artifacts: Path, key: str, summary: dict[str, Any]) -> None:
+    """Record a later command's summary (parity, bench) in the manifest."""
+    manifest = load_manifest(artifacts)
+    manifest[key] = summary
+    atomic_write_json(artifacts / MANIFEST_NAME, manifest)
+
+
+def check_integrity(artifacts: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per listed artifact: {"file", "sha256_ok"} (a missing file is not ok)."""
+    rows = []
+    for entry in manifest["artifacts"]:
+        path = artifacts / entry["file"]
+        ok = path.is_file() and sha256_file(path) == entry["sha256"]
+        rows.append({"file": entry["file"], "sha256_ok": ok})
+    return rows

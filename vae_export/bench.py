@@ -1,0 +1,243 @@
+"""Latency and throughput of every graph and variant under ONNX Runtime, against PyTorch eager.
+
+The timed region is the call an app makes: the input already in memory (a numpy array, or a
+device-resident tensor on the GPU), the output returned as an array or tensor.
+
+What is tuned on the ONNX Runtime side, and why:
+- IO binding with a pre-allocated output buffer bound once per shape: `session.run` builds
+  a feed dict, allocates a fresh output and converts it on every call, which at batch 1 costs
+  more than the decoder's arithmetic. With binding, a call is one `run_with_iobinding` that
+  writes into the same numpy array (or device buffer) each time.
+- Session options (`ortsession.session_options`): full graph optimisation, sequential
+  execution (the graphs are chains), one inter-op thread, intra-op threads = `--threads`.
+PyTorch runs under `torch.inference_mode()` with `torch.set_num_threads(--threads)`; on CUDA,
+`torch.cuda.synchronize()` closes each timed call.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from vae_export import __version__
+from vae_export.artifacts import load_manifest, read_json, update_manifest
+from vae_export.checkpoint import LoadedModel
+from vae_export.contract import FP32, GRAPHS, GraphSpec
+from vae_export.errors import UsageError
+from vae_export.ortsession import make_session, providers_for
+from vae_export.progress import SILENT, Progress
+
+DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
+DEFAULT_WARMUP = 20
+DEFAULT_ITERATIONS = 200
+DEFAULT_MAX_REGRESSION = 1.5
+MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(threads: int, device: str) -> dict[str, Any]:
+    env = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "vae_export": __version__,
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "providers_available": ort.get_available_providers(),
+        "device": device,
+        "threads": threads,
+        "flags": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE") if k in os.environ},
+        "ort_tuning": "io_binding+preallocated_output, ORT_ENABLE_ALL, sequential, inter_op=1",
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def time_calls(call: Callable[[], Any], warmup: int, iterations: int) -> np.ndarray:
+    """Per-call wall times in ms, each call timed on its own with perf_counter_ns."""
+    for _ in range(warmup):
+        call()
+    times = np.empty(iterations, dtype=np.int64)
+    for i in range(iterations):
+        start = time.perf_counter_ns()
+        call()
+        times[i] = time.perf_counter_ns() - start
+    return times / 1e6
+
+
+def stats(times_ms: np.ndarray, batch: int) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(times_ms, [50, 90, 99])
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": float(times_ms.mean()),
+        "min_ms": float(times_ms.min()),
+        "throughput_per_s": float(batch / (p50 / 1e3)),
+        "iterations": int(len(times_ms)),
+    }
+
+
+def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, device: str) -> Callable[[], Any]:
+    """A bound call: input and output buffers fixed once, so each call only runs the graph."""
+    binding = session.io_binding()
+    if device == "cuda":
+        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        binding.bind_ortvalue_input(spec.input_name, x_dev)
+        for name in spec.output_names:
+            binding.bind_output(name, "cuda", 0)
+        session.run_with_iobinding(binding)  # lets ORT allocate device outputs once
+        outputs = binding.get_outputs()
+        binding.clear_binding_outputs()
+        for name, value in zip(spec.output_names, outputs):
+            binding.bind_ortvalue_output(name, value)
+    else:
+        binding.bind_cpu_input(spec.input_name, x)
+        outputs = [np.empty_like(out) for out in session.run(list(spec.output_names), {spec.input_name: x})]
+        for name, buffer in zip(spec.output_names, outputs):
+            binding.bind_output(name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
+    run = session.run_with_iobinding
+
+    def call() -> Any:
+        # The closure holds the input and output buffers: ORT writes into raw pointers, so
+        # they must live as long as the binding does.
+        run(binding)
+        return outputs
+
+    call.keepalive = (x, outputs)  # type: ignore[attr-defined]
+    return call
+
+
+def torch_call(module: torch.nn.Module, x: np.ndarray, device: str) -> Callable[[], Any]:
+    tensor = torch.from_numpy(x).to(device)
+    if device == "cuda":
+        def call() -> Any:
+            with torch.inference_mode():
+                out = module(tensor)
+            torch.cuda.synchronize()
+            return out
+        return call
+
+    def call_cpu() -> Any:
+        with torch.inference_mode():
+            return module(tensor)
+    return call_cpu
+
+
+def bench(
+    artifacts: Path,
+    loaded: LoadedModel | None,
+    device: str = "cpu",
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    threads: int = 1,
+    warmup: int = DEFAULT_WARMUP,
+    iterations: int = DEFAULT_ITERATIONS,
+    graphs: tuple[str, ...] = ("encoder", "decoder"),
+    variants: tuple[str, ...] | None = None,
+    progress: Progress = SILENT,
+) -> dict[str, Any]:
+    """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch."""
+    manifest = load_manifest(artifacts)
+    provider = providers_for(device)[0]
+    entries = [e for e in manifest["artifacts"] if e["graph"] in graphs and (variants is None or e["variant"] in variants)]
+    if not entries:
+        raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
+    results: list[dict[str, Any]] = []
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for entry in entries:
+            spec = GRAPHS[entry["graph"]]
+            session = make_session(artifacts / entry["file"], device, threads)
+            run_torch = loaded is not None and entry["variant"] == FP32
+            module = None
+            if run_torch:
+                module = (loaded.encoder if spec.role == "encoder" else loaded.decoder).to(device)
+            for batch in batch_sizes:
+                x = _input(spec, batch, manifest)
+                progress(f"bench {entry['file']:<24} batch {batch:>4}")
+                base = {"graph": spec.role, "variant": entry["variant"], "batch": batch, "threads": threads}
+                ort_row = {**base, "engine": "onnxruntime", "provider": provider, "file": entry["file"],
+                           **stats(time_calls(ort_call(session, spec, x, device), warmup, iterations), batch)}
+                results.append(ort_row)
+                if module is not None:
+                    results.append({**base, "engine": "torch", "provider": device, "file": None,
+                                    **stats(time_calls(torch_call(module, x, device), warmup, iterations), batch)})
+            if module is not None:
+                module.to("cpu")
+    finally:
+        torch.set_num_threads(previous_threads)
+    _add_speedups(results)
+    return {"env": environment(threads, device), "warmup": warmup, "iterations": iterations, "results": results}
+
+
+def _input(spec: GraphSpec, batch: int, manifest: dict[str, Any]) -> np.ndarray:
+    rng = np.random.default_rng(batch)
+    if spec.role == "decoder":
+        return rng.standard_normal((batch, manifest["model"]["latent_dim"])).astype(np.float32)
+    return rng.random((batch, *manifest["model"]["image_shape"]), dtype=np.float32)
+
+
+def _add_speedups(results: list[dict[str, Any]]) -> None:
+    """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for ORT rows."""
+    torch_p50 = {(r["graph"], r["batch"]): r["p50_ms"] for r in results if r["engine"] == "torch"}
+    for row in results:
+        ref = torch_p50.get((row["graph"], row["batch"]))
+        row["speedup_vs_torch"] = (ref / row["p50_ms"]) if ref and row["engine"] == "onnxruntime" else None
+
+
+def compare_baseline(report: dict[str, Any], baseline_path: Path, max_regression: float) -> dict[str, Any]:
+    """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress.
+    Rows without a match are reported, not failed."""
+    baseline = read_json(baseline_path, "baseline")
+    if not isinstance(baseline.get("results"), list):
+        raise UsageError(f"--baseline {baseline_path}: not a bench report (no 'results' list)")
+    index = {tuple(r.get(k) for k in MATCH_KEYS): r for r in baseline["results"]}
+    regressions, unmatched, compared = [], [], 0
+    for row in report["results"]:
+        ref = index.get(tuple(row[k] for k in MATCH_KEYS))
+        if ref is None:
+            unmatched.append({k: row[k] for k in MATCH_KEYS})
+            continue
+        compared += 1
+        ratio = row["p50_ms"] / ref["p50_ms"] if ref["p50_ms"] > 0 else float("inf")
+        if ratio > max_regression:
+            regressions.append({**{k: row[k] for k in MATCH_KEYS}, "p50_ms": row["p50_ms"],
+                                "baseline_p50_ms": ref["p50_ms"], "ratio": ratio})
+    return {"baseline": str(baseline_path), "max_regression": max_regression, "compared": compared,
+            "regressions": regressions, "unmatched": unmatched, "passed": not regressions}
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps: p50 per row and the environment's essentials."""
+    env = report["env"]
+    return {
+        "cpu": env["cpu"], "device": env["device"], "threads": env["threads"],
+        "onnxruntime": env["onnxruntime"], "torch": env["torch"],
+        "p50_ms": {f"{r['graph']}.{r['variant']}.{r['engine']}.b{r['batch']}": round(r["p50_ms"], 5) for r in report["results"]},
+    }
+
+
+def record(artifacts: Path, report: dict[str, Any]) -> None:
+    update_manifest(artifacts, "bench", summary(report))

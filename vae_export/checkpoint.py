@@ -1,0 +1,344 @@
+"""Loading and saving models, safely.
+
+Three sources, one result (`LoadedModel`):
+- our safetensors checkpoints, whose metadata holds the `VAEConfig` that rebuilds them;
+- the seed's plain PyTorch state dicts (`torch.save(model.state_dict(), path)`), loaded with
+  `weights_only=True` passed explicitly, sizes inferred from the tensor shapes;
+- a user's own class (`--model package.module:ClassOrFactory`) plus its weights.
+
+Nothing is unpickled beyond tensors, and every tensor is checked (keys, shapes, finiteness)
+before any artifact is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import pickle
+import sys
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vae_export import __version__
+from vae_export.artifacts import atomic_write_bytes, sha256_file
+from vae_export.errors import UsageError, VAEExportError
+from vae_export.model import VAE, VAEConfig
+
+CONFIG_KEY = "vae_export.config"
+SAFETENSORS_SUFFIXES = (".safetensors",)
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+
+# The seed's SimpleVAE keeps fc_mu/fc_logvar beside its encoder Sequential; ours nests them
+# inside Encoder so the encoder graph is one module.
+SEED_TO_OURS = {
+    "encoder.1.weight": "encoder.hidden.1.weight",
+    "encoder.1.bias": "encoder.hidden.1.bias",
+    "fc_mu.weight": "encoder.fc_mu.weight",
+    "fc_mu.bias": "encoder.fc_mu.bias",
+    "fc_logvar.weight": "encoder.fc_logvar.weight",
+    "fc_logvar.bias": "encoder.fc_logvar.bias",
+    "decoder.0.weight": "decoder.net.0.weight",
+    "decoder.0.bias": "decoder.net.0.bias",
+    "decoder.2.weight": "decoder.net.2.weight",
+    "decoder.2.bias": "decoder.net.2.bias",
+}
+
+
+class _EncodeGraph(nn.Module):
+    """x -> (mu, logvar) through a user module's `encode`, or the seed's attributes."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(self.module, "encode"):
+            out = self.module.encode(x)
+        else:
+            h = self.module.encoder(x)
+            out = (self.module.fc_mu(h), self.module.fc_logvar(h))
+        mu, logvar = out  # exactly two outputs is the contract; checked once at load time
+        return mu, logvar
+
+
+class _DecodeGraph(nn.Module):
+    """z -> x_hat [B, C, H, W]; the reshape makes flat user decoders meet the contract."""
+
+    def __init__(self, module: nn.Module, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.module = module
+        self.image_shape = image_shape
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        decode = self.module.decode if hasattr(self.module, "decode") else self.module.decoder
+        return decode(z).reshape(-1, *self.image_shape)
+
+
+@dataclass
+class LoadedModel:
+    """A model split into its two graphs, with what the manifest needs to know about it."""
+
+    encoder: nn.Module  # x -> (mu, logvar)
+    decoder: nn.Module  # z -> x_hat [B, C, H, W]
+    image_shape: tuple[int, int, int]
+    latent_dim: int
+    checkpoint: Path
+    checkpoint_sha256: str
+    source: str  # "vae-export", "state-dict" or "module:attr"
+    config: dict[str, Any]
+
+
+def save_checkpoint(model: VAE, path: Path) -> None:
+    """Write our safetensors checkpoint atomically, with the config in its metadata."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {CONFIG_KEY: model.config.to_json(), "vae_export.version": __version__, "format": "pt"}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors (and safetensors metadata) without running any code from the file."""
+    if not path.is_file():
+        raise UsageError(f"--checkpoint {path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        return _read_safetensors(path)
+    if suffix in TORCH_SUFFIXES:
+        return _read_torch(path), {}
+    raise UsageError(
+        f"--checkpoint {path}: unknown format {suffix or '(no suffix)'}; expected "
+        f"{', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}"
+    )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    size = path.stat().st_size
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+        data_end = _data_end(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise VAEExportError(f"--checkpoint {path}: not a valid safetensors file ({_first_line(exc)})") from None
+    # safetensors ignores bytes past the last tensor; a file with extra bytes was not written
+    # by a safetensors writer (or was appended to), so refuse it rather than guess.
+    if data_end != size:
+        raise VAEExportError(
+            f"--checkpoint {path}: not a valid safetensors file ({size - data_end} trailing bytes "
+            "after the last tensor)"
+        )
+    return tensors, metadata
+
+
+def _data_end(path: Path) -> int:
+    """Offset one past the last tensor byte, from the (already validated) header."""
+    with open(path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(header_len))
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return 8 + header_len + max(ends, default=0)
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        # weights_only=True is passed explicitly: it is what refuses pickles that would run
+        # code, even when TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set in the environment.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        raise VAEExportError(
+            f"--checkpoint {path}: not a plain tensor state dict; refused to load it "
+            f"({_first_line(exc)})"
+        ) from None
+    if not isinstance(state, dict) or not state:
+        raise VAEExportError(
+            f"--checkpoint {path}: expected a state dict of tensors, found {type(state).__name__}"
+            + (" (empty)" if isinstance(state, dict) else "")
+        )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise VAEExportError(
+                f"--checkpoint {path}: expected a state dict of tensors, found key {key!r} "
+                f"holding {type(value).__name__}"
+            )
+    return dict(state)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise VAEExportError(f"--checkpoint {path}: tensor {key!r} holds NaN or Inf values")
+
+
+def check_keys(
+    found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path
+) -> None:
+    """Refuse missing or unknown keys and size mismatches, naming the first few."""
+    missing = sorted(set(expected) - set(found))
+    unknown = sorted(set(found) - set(expected))
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unknown:
+            parts.append(f"unknown keys {', '.join(unknown[:4])}{' ...' if len(unknown) > 4 else ''}")
+        raise VAEExportError(f"--checkpoint {path}: {'; '.join(parts)}")
+    for key, tensor in expected.items():
+        if tuple(found[key].shape) != tuple(tensor.shape):
+            raise VAEExportError(
+                f"--checkpoint {path}: size mismatch for {key!r}: expected "
+                f"{list(tensor.shape)}, found {list(found[key].shape)}"
+            )
+
+
+def infer_config(state: dict[str, torch.Tensor], image_shape: tuple[int, int, int], path: Path) -> VAEConfig:
+    """Hidden and latent sizes from the tensor shapes; image shape from the caller."""
+    try:
+        hidden, input_dim = state["encoder.hidden.1.weight"].shape
+        latent = state["encoder.fc_mu.weight"].shape[0]
+    except (KeyError, ValueError):
+        raise VAEExportError(
+            f"--checkpoint {path}: not a reference VAE state dict (expected keys "
+            f"{', '.join(sorted(SEED_TO_OURS)[:3])} ...); use --model for your own class"
+        ) from None
+    if input_dim != math.prod(image_shape):
+        raise VAEExportError(
+            f"--checkpoint {path}: encoder takes {input_dim} inputs but --image-shape "
+            f"{','.join(map(str, image_shape))} has {math.prod(image_shape)}"
+        )
+    return VAEConfig(image_shape=image_shape, hidden_dim=int(hidden), latent_dim=int(latent))
+
+
+def _to_our_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if "fc_mu.weight" in state and "encoder.1.weight" in state:
+        return {SEED_TO_OURS.get(k, k): v for k, v in state.items()}
+    return state
+
+
+def load_reference(
+    path: Path, image_shape: tuple[int, int, int] | None = None
+) -> tuple[VAE, str]:
+    """Our safetensors or a seed state dict -> (VAE in eval mode, source kind)."""
+    state, metadata = read_state_dict(path)
+    check_finite(state, path)
+    if CONFIG_KEY in metadata:
+        try:
+            config = VAEConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise VAEExportError(f"--checkpoint {path}: bad {CONFIG_KEY} metadata ({exc})") from None
+        source = "vae-export"
+    else:
+        state = _to_our_keys(state)
+        config = infer_config(state, image_shape or (1, 28, 28), path)
+        source = "state-dict"
+    model = VAE(config)
+    check_keys(state, model.state_dict(), path)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), source
+
+
+def import_model_ref(ref: str) -> nn.Module:
+    """`package.module:ClassOrFactory` -> an instance, called with no arguments."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--model {ref!r}: expected package.module:ClassOrFactory")
+    # Like `python -m`, resolve modules from the working directory first.
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--model {ref!r}: cannot import {module_name} ({exc})") from None
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"--model {ref!r}: {module_name} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UsageError(f"--model {ref!r}: {attr} is not a class or factory")
+    instance = target()
+    if not isinstance(instance, nn.Module):
+        raise UsageError(f"--model {ref!r}: {attr}() returned {type(instance).__name__}, not an nn.Module")
+    has_api = callable(getattr(instance, "encode", None)) and callable(getattr(instance, "decode", None))
+    has_seed = all(hasattr(instance, a) for a in ("encoder", "fc_mu", "fc_logvar", "decoder"))
+    if not (has_api or has_seed):
+        raise UsageError(
+            f"--model {ref!r}: the module needs encode(x) -> (mu, logvar) and decode(z) -> x_hat, "
+            "or the attributes encoder, fc_mu, fc_logvar, decoder"
+        )
+    return instance
+
+
+def load_model(
+    checkpoint: Path,
+    model_ref: str | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> LoadedModel:
+    """Load any supported source and split it into its encoder and decoder graphs."""
+    if model_ref is None:
+        vae, source = load_reference(checkpoint, image_shape)
+        module: nn.Module = vae
+        shape = vae.config.image_shape
+        config: dict[str, Any] = asdict(vae.config)
+    else:
+        state, metadata = read_state_dict(checkpoint)
+        check_finite(state, checkpoint)
+        module = import_model_ref(model_ref)
+        check_keys(state, module.state_dict(), checkpoint)
+        module.load_state_dict(state, strict=True)
+        module.eval()
+        if CONFIG_KEY in metadata and image_shape is None:
+            image_shape = tuple(json.loads(metadata[CONFIG_KEY])["image_shape"])  # type: ignore[assignment]
+        shape = image_shape or (1, 28, 28)
+        source = model_ref
+        config = {"image_shape": list(shape), "model": model_ref}
+    encoder, decoder = _EncodeGraph(module).eval(), _DecodeGraph(module, shape).eval()
+    latent = _trial_encode(encoder, shape, checkpoint)
+    config["latent_dim"] = latent
+    config["image_shape"] = list(shape)
+    return LoadedModel(
+        encoder=encoder,
+        decoder=decoder,
+        image_shape=shape,
+        latent_dim=latent,
+        checkpoint=checkpoint,
+        checkpoint_sha256=sha256_file(checkpoint),
+        source=source,
+        config=config,
+    )
+
+
+def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -> int:
+    """The latent size, from one encode of a zero batch; also proves the graphs run."""
+    try:
+        with torch.inference_mode():
+            module = encoder.module
+            x = torch.zeros(2, *shape)
+            out = module.encode(x) if hasattr(module, "encode") else encoder(x)
+    except Exception as exc:  # the user's model failed on a well-formed input
+        raise VAEExportError(
+            f"--checkpoint {path}: encode failed on a zero batch of shape "
+            f"{[2, *shape]} ({_first_line(exc)}); check --image-shape"
+        ) from None
+    if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise VAEExportError(f"--checkpoint {path}: encode(x) must return (mu, logvar), two tensors")
+    mu, logvar = out
+    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape[0] != 2:
+        raise VAEExportError(
+            f"--checkpoint {path}: encode(x) must return mu and logvar of shape [batch, latent], "
+            f"found {list(mu.shape)} and {list(logvar.shape)}"
+        )
+    return int(mu.shape[1])

@@ -1,0 +1,582 @@
+"""The `vae-export` command line: parses options, calls one library function per command,
+formats the result. Library errors become one `Error: ...` line here, in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vae_export import __version__
+from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir
+from vae_export.errors import CheckFailed, UsageError, VAEExportError
+
+DEBUG_ENV = "VAE_EXPORT_DEBUG"
+
+
+def _debug(ctx: click.Context | None) -> bool:
+    root = ctx.find_root() if ctx else None
+    return bool(os.environ.get(DEBUG_ENV)) or bool(root and root.params.get("debug"))
+
+
+class _Group(click.Group):
+    """Turns our exceptions into `Error: ...` with their exit code; internal bugs become
+    one line too, unless --debug or VAE_EXPORT_DEBUG=1 asks for the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VAEExportError as exc:
+            if _debug(ctx):
+                raise
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if _debug(ctx):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
+            ) from None
+
+
+# ---- shared options: defined once so names and meanings never drift ----------------------
+
+class _BatchSizes(click.ParamType):
+    name = "N,N,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"expected comma-separated integers like 1,8,64, found {value!r}", param, ctx)
+        if not sizes or min(sizes) < 1:
+            self.fail(f"expected batch sizes of at least 1, found {value!r}", param, ctx)
+        return sizes
+
+
+class _ImageShape(click.ParamType):
+    name = "C,H,W"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            shape = tuple(int(v) for v in str(value).split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            self.fail(f"expected three positive integers C,H,W like 1,28,28, found {value!r}", param, ctx)
+        return shape  # type: ignore[return-value]
+
+
+def _options(*decorators: Callable) -> Callable:
+    def apply(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
+
+
+artifacts_option = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
+    show_default=True, help="Directory the artifacts are written to and read from.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                           help="Also write the machine-readable report to FILE.")
+device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                             help="Run ONNX Runtime (and PyTorch) on this device; cuda needs onnxruntime-gpu.")
+model_options = _options(
+    click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Weights: our .safetensors, or a plain state dict (.pt/.pth) loaded with weights_only=True."),
+    click.option("--model", "model_ref", metavar="MODULE:ATTR",
+                 help="Your own VAE class or factory (encode(x) -> (mu, logvar), decode(z) -> x_hat)."),
+    click.option("--image-shape", type=_ImageShape(),
+                 help="C,H,W for checkpoints that do not record it (default 1,28,28)."),
+)
+dataset_options = _options(
+    click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion-mnist"]), default="digits",
+                 show_default=True, help="digits is embedded (offline); mnist/fashion-mnist read IDX files."),
+    click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                 help="Directory with the four IDX files (raw or .gz)."),
+    click.option("--download", is_flag=True,
+                 help="Fetch the IDX files (sha256-verified) into $VAE_EXPORT_DATA or ~/.cache/vae-export."),
+)
+
+
+def _batch_sizes_option(default: str) -> Callable:
+    return click.option("--batch-sizes", type=_BatchSizes(), default=default, show_default=True,
+                        help="Comma-separated batch sizes.")
+
+
+def _progress(quiet: bool) -> Any:
+    from vae_export.progress import Progress
+
+    return Progress(quiet=quiet)
+
+
+def _write_json(path: Path | None, text: str) -> None:
+    if path is not None:
+        from vae_export.artifacts import atomic_write_bytes
+
+        atomic_write_bytes(path, (text + "\n").encode())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vae-export")
+@click.option("--debug", is_flag=True, help=f"Show tracebacks (also {DEBUG_ENV}=1).")
+def main(debug: bool) -> None:
+    """Export a VAE to ONNX as encoder and decoder graphs, prove parity, benchmark, embed.
+
+    \b
+    Quick start (embedded digits, no network):
+        vae-export run
+    """
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+def _train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None,
+           batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, seed: int,
+           progress: Any) -> dict[str, Any]:
+    from vae_export.checkpoint import save_checkpoint
+    from vae_export.data import load_dataset
+    from vae_export.model import VAEConfig
+    from vae_export.train import DEFAULT_EPOCHS, TrainConfig, train
+
+    ensure_dir(artifacts)
+    data = load_dataset(dataset, data_dir, download)
+    config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS[dataset], batch_size=batch_size, lr=lr, beta=beta, seed=seed)
+    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=hidden_dim, latent_dim=latent_dim)
+    progress(f"train {dataset}: {len(data.train)} train / {len(data.test)} test images, {config.epochs} epochs")
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        progress(f"  epoch {row['epoch']:>3}/{config.epochs}  train {row['train_loss']:8.2f}  "
+                 f"test {row['test_loss']:8.2f} nats/image  ({row['seconds']:.1f} s)")
+
+    result = train(data, model_config, config, on_epoch)
+    result.metrics["data_dir"] = str(data_dir.resolve()) if data_dir else None
+    save_checkpoint(result.model, artifacts / CHECKPOINT_NAME)
+    atomic_write_json(artifacts / TRAIN_METRICS_NAME, result.metrics)
+    return result.metrics
+
+
+@main.command()
+@artifacts_option
+@dataset_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Peak learning rate of the one-cycle schedule (Adam).")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(min=1), default=400, show_default=True)
+@click.option("--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="KL weight in training.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None,
+          batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, seed: int, quiet: bool) -> None:
+    """Train the reference VAE; writes vae.safetensors and train_metrics.json.
+
+    The reported test loss is the negative ELBO in nats per image (one sampled z, KL weight
+    1), the figure papers quote.
+
+    \b
+    Example:
+        vae-export train --dataset mnist --data-dir ~/data/mnist
+    """
+    metrics = _train(artifacts, dataset, data_dir, download, epochs, batch_size, lr, latent_dim, hidden_dim,
+                     beta, seed, _progress(quiet))
+    click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
+               f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
+               f"wrote {artifacts / CHECKPOINT_NAME}")
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+def _read_metrics(artifacts: Path) -> dict[str, Any] | None:
+    path = artifacts / TRAIN_METRICS_NAME
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _export(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
+            opset: int, exporter: str, variants: tuple[str, ...]) -> Any:
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+
+    if not artifacts.is_dir():
+        ensure_dir(artifacts)
+    loaded = load_model(checkpoint or artifacts / CHECKPOINT_NAME, model_ref, image_shape)
+    calibration = None
+    if "int8-static" in variants:
+        from vae_export.data import reference_images
+
+        calibration, _ = reference_images(_read_metrics(artifacts), loaded.image_shape, split="train")
+        if calibration is None:  # user models of other shapes: calibrate on uniform noise
+            import numpy as np
+
+            calibration = np.random.default_rng(0).random((256, *loaded.image_shape), dtype=np.float32)
+    return export(loaded, artifacts, opset, exporter, variants, calibration)
+
+
+@main.command("export")
+@artifacts_option
+@model_options
+@click.option("--opset", type=click.IntRange(min=14, max=23), default=18, show_default=True)
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
+              help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(["int8", "int8-static", "fp16", "ort"]),
+              help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
+def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
+                   opset: int, exporter: str, variants: tuple[str, ...]) -> None:
+    """Split the VAE and export encoder.onnx and decoder.onnx (+ manifest.json).
+
+    Graphs: encoder x [batch, C, H, W] -> mu, logvar [batch, latent]; decoder
+    z [batch, latent] -> x_hat [batch, C, H, W]. Each is checked (ONNX checker, strict shape
+    inference, ONNX Runtime at batch 1 and 3) before anything replaces the old artifacts.
+
+    \b
+    Examples:
+        vae-export export
+        vae-export export --checkpoint seed_vae.pt --variant int8
+        vae-export export --model mypkg.models:ConvVAE --checkpoint conv.safetensors
+    """
+    if exporter == "torchscript":
+        click.echo("note: the TorchScript exporter is deprecated by PyTorch; prefer the default dynamo", err=True)
+    result = _export(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
+    for entry in result.manifest["artifacts"]:
+        click.echo(f"{entry['file']:<28} {entry['bytes']:>10,} bytes  sha256 {entry['sha256'][:12]}")
+    click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
+
+
+# ---- verify / bench helpers --------------------------------------------------------------------
+
+def _load_for_manifest(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any) -> Any:
+    """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
+    from vae_export.artifacts import load_manifest
+    from vae_export.checkpoint import load_model
+
+    manifest = load_manifest(artifacts)
+    recorded = manifest["model"]["source"]
+    if model_ref is None and recorded not in ("vae-export", "state-dict"):
+        model_ref = recorded
+    if image_shape is None:
+        image_shape = tuple(manifest["model"]["image_shape"])
+    path = checkpoint or Path(manifest["checkpoint"]["path"])
+    if checkpoint is None and not path.is_file():
+        raise UsageError(f"{artifacts / 'manifest.json'}: the checkpoint it records, {path}, is gone; pass --checkpoint")
+    return load_model(path, model_ref, image_shape)
+
+
+def _fmt(value: float | None, spec: str = ".2e") -> str:
+    return "nan/inf" if value is None else format(value, spec)
+
+
+@main.command()
+@artifacts_option
+@model_options
+@_batch_sizes_option("1,2,7,64")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="fp32 absolute tolerance.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="fp32 relative tolerance.")
+@device_option
+@json_option
+@quiet_option
+def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
+           batch_sizes: tuple[int, ...], atol: float, rtol: float, device: str, json_path: Path | None,
+           quiet: bool) -> None:
+    """Compare ONNX Runtime with PyTorch for every graph and variant; exit 1 on any mismatch.
+
+    \b
+    First every artifact's sha256 must match the manifest. Then, per graph, variant,
+    output and batch size, an element fails when
+        |onnx - torch| > atol + rtol * |torch|
+    and NaN or Inf in an output always fails. fp32 graphs pass on --atol/--rtol.
+    Reduced-precision variants (fp16, int8, int8-static) pass on decoder PSNR >= 30 dB
+    against the fp32 PyTorch output and per-variant bounds on encoder mu
+    (fp16 atol 1e-2 rtol 1e-2; int8 atol 0.15 rtol 0.05; int8-static atol 0.25 rtol 0.05).
+    Inputs: real images (else uniform), all-zero and all-one images; z ~ N(0, I) and z at
+    +-4 sigma. min_atol is the smallest atol that would have passed.
+
+    \b
+    Example:
+        vae-export verify --batch-sizes 1,64 --json verify.json
+    """
+    report = _verify(artifacts, checkpoint, model_ref, image_shape, batch_sizes, atol, rtol, device, quiet)
+    _print_verify(report)
+    from vae_export.parity import dumps
+
+    _write_json(json_path, dumps(report))
+    _raise_if_failed(report)
+
+
+def _verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
+            batch_sizes: tuple[int, ...], atol: float, rtol: float, device: str, quiet: bool) -> dict[str, Any]:
+    from vae_export.data import reference_images
+    from vae_export.parity import record, verify as run_verify
+
+    loaded = _load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
+    images, source = reference_images(_read_metrics(artifacts), loaded.image_shape)
+    report = run_verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, _progress(quiet))
+    record(artifacts, report)
+    return report
+
+
+def _print_verify(report: dict[str, Any]) -> None:
+    for row in report["integrity"]:
+        if not row["sha256_ok"]:
+            click.echo(f"INTEGRITY FAIL  {row['file']}: sha256 does not match the manifest")
+    if not report["checkpoint"]["matches_manifest"]:
+        click.echo("note: the checkpoint differs from the one the graphs were exported from")
+    click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'batch':>5} {'input':<7} {'max_abs':>9} "
+               f"{'max_rel':>9} {'mean_abs':>9} {'min_atol':>9} {'psnr_db':>8}  result")
+    for c in report["checks"]:
+        psnr = "" if c["psnr_db"] is None else f"{c['psnr_db']:.1f}"
+        click.echo(f"{c['graph']:<8} {c['variant']:<12} {c['output']:<7} {c['batch']:>5} {c['input']:<7} "
+                   f"{_fmt(c['max_abs']):>9} {_fmt(c['max_rel']):>9} {_fmt(c['mean_abs']):>9} "
+                   f"{_fmt(c['min_atol']):>9} {psnr:>8}  {'ok' if c['passed'] else 'FAIL'} ({c['gated_on']})")
+    t = report["thresholds"]
+    click.echo(f"thresholds: fp32 atol {t['fp32']['atol']:g} rtol {t['fp32']['rtol']:g}; reduced-precision "
+               f"decoder PSNR >= {t['reduced']['decoder_psnr_min_db']:g} dB; encoder mu " +
+               ", ".join(f"{k} atol {v['atol']:g} rtol {v['rtol']:g}" for k, v in t["reduced"]["encoder_mu"].items()))
+    passed = sum(c["passed"] for c in report["checks"])
+    click.echo(f"{passed}/{len(report['checks'])} checks passed; inputs: {report['inputs']['encoder']}, seed {report['inputs']['seed']}")
+
+
+def _raise_if_failed(report: dict[str, Any]) -> None:
+    bad_files = [r["file"] for r in report["integrity"] if not r["sha256_ok"]]
+    failed = [c for c in report["checks"] if not c["passed"]]
+    if bad_files:
+        raise CheckFailed(f"integrity check failed: sha256 of {', '.join(bad_files)} does not match the manifest")
+    if failed:
+        worst = failed[0]
+        raise CheckFailed(f"parity failed: {len(failed)} of {len(report['checks'])} checks, first "
+                          f"{worst['file']} {worst['output']} at batch {worst['batch']} (max_abs {_fmt(worst['max_abs'])})")
+
+
+# ---- bench --------------------------------------------------------------------------------------
+
+@main.command()
+@artifacts_option
+@model_options
+@device_option
+@_batch_sizes_option("1,8,64,256")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Intra-op threads for both ONNX Runtime and PyTorch.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed calls per shape.")
+@click.option("--iterations", type=click.IntRange(min=1), default=200, show_default=True, help="Timed calls per shape.")
+@click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
+@json_option
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A previous bench --json report; exit 1 when a matching row got slower.")
+@click.option("--max-regression", type=click.FloatRange(min=1.0), default=1.5, show_default=True,
+              help="Fail when p50 > RATIO x the baseline's p50.")
+@quiet_option
+def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
+          batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, no_torch: bool,
+          json_path: Path | None, baseline: Path | None, max_regression: float, quiet: bool) -> None:
+    """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
+
+    Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
+    throughput in samples/s at p50. speedup = PyTorch p50 / ONNX Runtime p50.
+
+    \b
+    Examples:
+        vae-export bench --json bench.json
+        vae-export bench --baseline ci/baseline.json --max-regression 1.5
+    """
+    report = _bench(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
+                    iterations, no_torch, quiet)
+    _print_bench(report)
+    _write_json(json_path, json.dumps(report, indent=2))
+    if baseline is not None:
+        from vae_export.bench import compare_baseline
+
+        gate = compare_baseline(report, baseline, max_regression)
+        for row in gate["unmatched"]:
+            click.echo(f"no baseline row for {row['graph']} {row['variant']} {row['engine']} batch {row['batch']} "
+                       f"threads {row['threads']} (not failed)")
+        for row in gate["regressions"]:
+            click.echo(f"REGRESSION {row['graph']} {row['variant']} {row['engine']} batch {row['batch']}: "
+                       f"p50 {row['p50_ms']:.4f} ms vs baseline {row['baseline_p50_ms']:.4f} ms ({row['ratio']:.2f}x)")
+        if not gate["passed"]:
+            raise CheckFailed(f"{len(gate['regressions'])} of {gate['compared']} rows slower than "
+                              f"{max_regression:g}x the baseline {baseline}")
+        click.echo(f"regression gate passed: {gate['compared']} rows within {max_regression:g}x of {baseline}")
+
+
+def _bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
+           batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, no_torch: bool,
+           quiet: bool) -> dict[str, Any]:
+    from vae_export.bench import bench as run_bench, record
+    from vae_export.ortsession import providers_for
+
+    providers_for(device)  # a missing CUDA provider is a usage error before any loading
+    loaded = None if no_torch else _load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
+    if device == "cuda" and loaded is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
+    report = run_bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=_progress(quiet))
+    record(artifacts, report)
+    return report
+
+
+def _print_bench(report: dict[str, Any]) -> None:
+    env = report["env"]
+    click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
+               f"| torch {env['torch']} | device {env['device']}")
+    click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
+               f"{'mean ms':>9} {'samples/s':>11} {'speedup':>8}")
+    for r in report["results"]:
+        speed = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}x"
+        click.echo(f"{r['graph']:<8} {r['variant']:<12} {r['engine']:<12} {r['batch']:>5} {r['p50_ms']:>9.4f} "
+                   f"{r['p90_ms']:>9.4f} {r['p99_ms']:>9.4f} {r['mean_ms']:>9.4f} {r['throughput_per_s']:>11,.0f} {speed:>8}")
+
+
+# ---- sample / inspect -------------------------------------------------------------------------
+
+@main.command()
+@artifacts_option
+@click.option("-n", "count", type=click.IntRange(min=1, max=4096), default=64, show_default=True, help="Images to sample.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--variant", default="fp32", show_default=True, help="Which decoder variant to use.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
+def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None) -> None:
+    """Decode z ~ N(0, I) into a PNG grid, with the torch-free runtime.
+
+    \b
+    Example:
+        vae-export sample -n 16 --seed 1 --output grid.png
+    """
+    path = _sample(artifacts, count, seed, variant, output)
+    click.echo(f"wrote {path}")
+
+
+def _sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None) -> Path:
+    from vae_export.contract import graph_filename
+    from vae_export.images import grid, save_png
+    from vae_export.runtime import VAEDecoder
+
+    decoder_path = artifacts / graph_filename("decoder", variant)
+    if not decoder_path.is_file():
+        raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
+    output = output or artifacts / "samples.png"
+    ensure_dir(output.parent, "--output")
+    save_png(grid(VAEDecoder(decoder_path).sample(count, seed)), output)
+    return output
+
+
+@main.command()
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_option
+def inspect(onnx_file: Path, json_path: Path | None) -> None:
+    """Show an .onnx file's signature, opset, metadata, size and op counts.
+
+    \b
+    Example:
+        vae-export inspect artifacts/decoder.onnx --json decoder.json
+    """
+    from vae_export.onnxinfo import describe
+
+    info = describe(onnx_file)
+    _write_json(json_path, json.dumps(info, indent=2))
+    click.echo(f"{info['file']}  {info['bytes']:,} bytes  opset {info['opset']}  ir {info['ir_version']}  {info['producer']}")
+    for kind in ("inputs", "outputs"):
+        for v in info[kind]:
+            click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+    for key, value in info["metadata"].items():
+        click.echo(f"  meta   {key} = {value}")
+    click.echo(f"  params {info['parameters']:,} in {info['initializers']} initializers")
+    click.echo("  ops    " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+@main.command()
+@artifacts_option
+@dataset_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--variant", "variants", multiple=True, type=click.Choice(["int8", "int8-static", "fp16", "ort"]),
+              help="Also export, verify and time these variants (repeatable).")
+@quiet_option
+def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None, seed: int,
+        variants: tuple[str, ...], quiet: bool) -> None:
+    """Train on the default dataset, export, verify, benchmark and draw pictures.
+
+    Writes into ARTIFACTS: the checkpoint, both graphs, manifest.json, verify.json,
+    bench.json, samples.png, reconstructions.png, interpolation.png and latency.png.
+
+    \b
+    Example:
+        vae-export run
+    """
+    progress = _progress(quiet)
+    started = time.perf_counter()
+    progress("[1/5] train")
+    metrics = _train(artifacts, dataset, data_dir, download, epochs, 128, 3e-3, 32, 400, 1.0, seed, progress)
+    progress("[2/5] export")
+    exported = _export(artifacts, None, None, None, 18, "dynamo", tuple(dict.fromkeys(variants)))
+    progress("[3/5] verify")
+    report = _verify(artifacts, None, None, None, (1, 2, 7, 64), 1e-5, 1e-4, "cpu", quiet)
+    from vae_export.parity import dumps
+
+    _write_json(artifacts / "verify.json", dumps(report))
+    progress("[4/5] bench")
+    bench_report = _bench(artifacts, None, None, None, "cpu", (1, 8, 64, 256), 1, 10, 100, False, quiet)
+    _write_json(artifacts / "bench.json", json.dumps(bench_report, indent=2))
+    progress("[5/5] pictures")
+    pictures = _pictures(artifacts, bench_report, dataset, data_dir, seed)
+    _print_summary(metrics, exported, report, bench_report, pictures, time.perf_counter() - started)
+    _raise_if_failed(report)
+
+
+def _pictures(artifacts: Path, bench_report: dict[str, Any], dataset: str, data_dir: Path | None, seed: int) -> list[Path]:
+    import numpy as np
+
+    from vae_export.data import load_dataset
+    from vae_export.images import grid, latency_plot, save_png
+    from vae_export.runtime import VAE
+
+    vae = VAE(artifacts / "encoder.onnx", artifacts / "decoder.onnx")
+    paths = [_sample(artifacts, 64, seed, "fp32", artifacts / "samples.png")]
+    originals = load_dataset(dataset, data_dir).test[:16].numpy()
+    pairs = np.stack([originals, vae.reconstruct(originals)], axis=1).reshape(-1, *originals.shape[1:])
+    save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
+    mu, _ = vae.encoder.encode(originals[:2])
+    save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
+    save_png(latency_plot(bench_report["results"]), artifacts / "latency.png")
+    return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]
+
+
+def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any], bench_report: dict[str, Any],
+                   pictures: list[Path], seconds: float) -> None:
+    click.echo(f"train   {metrics['dataset']}: final test loss {metrics['final_test_loss']:.2f} nats/image "
+               f"({metrics['wall_time_s']:.1f} s)")
+    click.echo(f"export  {', '.join(e['file'] for e in exported.manifest['artifacts'])} ({exported.seconds:.1f} s)")
+    passed = sum(c["passed"] for c in report["checks"])
+    click.echo(f"verify  {passed}/{len(report['checks'])} checks passed")
+    for r in bench_report["results"]:
+        if r["engine"] == "onnxruntime" and r["variant"] == "fp32" and r["batch"] in (1, 256):
+            click.echo(f"bench   {r['graph']} batch {r['batch']}: p50 {r['p50_ms']:.4f} ms, "
+                       f"{r['throughput_per_s']:,.0f} samples/s, {r['speedup_vs_torch']:.2f}x PyTorch")
+    click.echo(f"images  {', '.join(p.name for p in pictures)}")
+    click.echo(f"done in {seconds:.1f} s; artifacts in {exported.artifacts_dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

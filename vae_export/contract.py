@@ -1,0 +1,31 @@
+"""The graph contract apps build on (DESIGN.md section 2), in one place.
+
+Torch-free: the runtime, export, verify and bench all read names from here so they never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BATCH_DIM = "batch"
+FP32 = "fp32"
+META_PREFIX = "vae_export."
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One exported graph: its role, its single input and its outputs, in order."""
+
+    role: str
+    input_name: str
+    output_names: tuple[str, ...]
+
+
+ENCODER = GraphSpec("encoder", "x", ("mu", "logvar"))
+DECODER = GraphSpec("decoder", "z", ("x_hat",))
+GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER)}
+
+
+def graph_filename(role: str, variant: str = FP32, suffix: str = ".onnx") -> str:
+    """encoder.onnx for fp32, encoder.int8.onnx for a variant (DESIGN.md)."""
+    return f"{role}{suffix}" if variant == FP32 else f"{role}.{variant}{suffix}"

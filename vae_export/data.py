@@ -1,0 +1,237 @@
+"""Datasets as float32 tensors in [0, 1], shape [N, 1, 28, 28], split into train and test.
+
+`digits` is embedded (scikit-learn ships it), so the default job needs no network. MNIST and
+Fashion-MNIST come from the four standard IDX files in a directory the user names, or are
+downloaded once into a cache with their checksums verified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_export.artifacts import atomic_write_bytes
+from vae_export.errors import UsageError, VAEExportError
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+# Checksums of the *decompressed* files, so a mirror that re-gzips them still verifies.
+# MNIST: the digests published with ../shared/data (identical to the original distribution).
+# Fashion-MNIST: digests of the original .gz files as distributed by Zalando.
+_CHECKSUMS: dict[str, dict[str, tuple[str, str]]] = {
+    "mnist": {
+        "train_images": ("content", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        "train_labels": ("content", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        "test_images": ("content", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        "test_labels": ("content", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+    },
+    "fashion-mnist": {
+        "train_images": ("gzip", "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc"),
+        "train_labels": ("gzip", "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc"),
+        "test_images": ("gzip", "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229"),
+        "test_labels": ("gzip", "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf"),
+    },
+}
+
+DEFAULT_MIRRORS = {
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+
+_IDX_UBYTE = 0x08
+_DOWNLOAD_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: torch.Tensor  # [N, 1, 28, 28] float32 in [0, 1]
+    test: torch.Tensor
+
+
+def cache_dir() -> Path:
+    """Where `--download` puts files: $VAE_EXPORT_DATA, else ~/.cache/vae-export."""
+    root = os.environ.get("VAE_EXPORT_DATA")
+    return Path(root) if root else Path.home() / ".cache" / "vae-export"
+
+
+def load_dataset(
+    name: str,
+    data_dir: Path | None = None,
+    download: bool = False,
+    mirror: str | None = None,
+) -> Dataset:
+    if name == "digits":
+        return load_digits()
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    if data_dir is None:
+        data_dir = cache_dir() / name
+        if download:
+            download_idx(name, data_dir, mirror)
+        elif not any(find_idx_file(data_dir, f) for f in IDX_FILES.values()):
+            raise UsageError(
+                f"dataset {name!r} needs --data-dir DIR with the four IDX files, "
+                f"or --download to fetch them into {data_dir}"
+            )
+    elif download:
+        download_idx(name, data_dir, mirror)
+    return load_idx_dir(name, data_dir)
+
+
+def load_digits(test_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits, upscaled and padded like MNIST (20x20 in 28x28)."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    raw = sk_load_digits().images.astype(np.float32) / 16.0  # [N, 8, 8], values 0..16
+    x = torch.from_numpy(raw).unsqueeze(1)
+    x = torch.nn.functional.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
+    x = torch.nn.functional.pad(x, (4, 4, 4, 4)).clamp_(0.0, 1.0).contiguous()
+    # A fixed permutation: the same split on every machine, independent of --seed.
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n_test = int(len(x) * test_fraction)
+    return Dataset("digits", train=x[order[n_test:]], test=x[order[:n_test]])
+
+
+def find_idx_file(data_dir: Path, stem: str) -> Path | None:
+    for candidate in (data_dir / stem, data_dir / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise VAEExportError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def parse_idx(data: bytes, source: str) -> np.ndarray:
+    """Parse IDX bytes (unsigned-byte type only, as MNIST uses), validating the header."""
+    if len(data) < 4:
+        raise VAEExportError(f"{source}: expected an IDX file, found only {len(data)} bytes")
+    if data[0] != 0 or data[1] != 0 or data[2] != _IDX_UBYTE or not 1 <= data[3] <= 4:
+        raise VAEExportError(
+            f"{source}: bad IDX magic number 0x{data[:4].hex()}; expected 0x000008NN "
+            "(unsigned bytes, NN dimensions)"
+        )
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise VAEExportError(f"{source}: truncated IDX header ({len(data)} bytes, expected {header})")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise VAEExportError(
+            f"{source}: header says {'x'.join(map(str, dims))} values ({expected} bytes), "
+            f"file has {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    return parse_idx(_read_maybe_gzip(path), str(path))
+
+
+def _images_to_tensor(images: np.ndarray, source: Path) -> torch.Tensor:
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise VAEExportError(
+            f"{source}: expected images of shape N x 28 x 28, found {' x '.join(map(str, images.shape))}"
+        )
+    return torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+
+
+def load_idx_dir(name: str, data_dir: Path) -> Dataset:
+    if not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir}: not a directory")
+    paths = {}
+    for key, stem in IDX_FILES.items():
+        path = find_idx_file(data_dir, stem)
+        if path is None:
+            raise UsageError(f"--data-dir {data_dir}: missing {stem} (or {stem}.gz)")
+        paths[key] = path
+    splits = {}
+    for split in ("train", "test"):
+        images = read_idx(paths[f"{split}_images"])
+        labels = read_idx(paths[f"{split}_labels"])
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise VAEExportError(
+                f"{paths[f'{split}_labels']}: expected {len(images)} labels to match "
+                f"{paths[f'{split}_images'].name}, found shape {labels.shape}"
+            )
+        splits[split] = _images_to_tensor(images, paths[f"{split}_images"])
+    return Dataset(name, train=splits["train"], test=splits["test"])
+
+
+def _verify(name: str, key: str, gz_bytes: bytes, url: str) -> None:
+    kind, expected = _CHECKSUMS[name][key]
+    if kind == "gzip":
+        digest = hashlib.sha256(gz_bytes).hexdigest()
+    else:
+        try:
+            digest = hashlib.sha256(gzip.decompress(gz_bytes)).hexdigest()
+        except (OSError, EOFError):
+            digest = "(not a gzip file)"
+    if digest != expected:
+        raise VAEExportError(f"{url}: sha256 mismatch, expected {expected}, got {digest}")
+
+
+def download_idx(name: str, data_dir: Path, mirror: str | None = None) -> None:
+    """Fetch the four .gz files that are not already present, verify each, write atomically.
+
+    `mirror` (or $VAE_EXPORT_MIRROR) replaces the default base URL.
+    """
+    base = mirror or os.environ.get("VAE_EXPORT_MIRROR") or DEFAULT_MIRRORS[name]
+    if not base.endswith("/"):
+        base += "/"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for key, stem in IDX_FILES.items():
+        target = data_dir / f"{stem}.gz"
+        if target.is_file():
+            continue
+        url = base + f"{stem}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
+                payload = response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise VAEExportError(f"{url}: download failed ({exc})") from None
+        _verify(name, key, payload, url)
+        atomic_write_bytes(target, payload)
+
+
+def reference_images(
+    metrics: dict | None, image_shape: tuple[int, ...], split: str = "test"
+) -> tuple[np.ndarray | None, str]:
+    """Real images for parity inputs and int8 calibration: the dataset training used (from
+    train_metrics.json), else the embedded digits; None for other image shapes."""
+    if tuple(image_shape) != (1, 28, 28):
+        return None, "uniform [0, 1] (no dataset for this image shape)"
+    name, data_dir = "digits", None
+    if metrics and metrics.get("dataset") in DATASETS:
+        name = metrics["dataset"]
+        data_dir = Path(metrics["data_dir"]) if metrics.get("data_dir") else None
+    try:
+        dataset = load_dataset(name, data_dir)
+    except VAEExportError:
+        name, dataset = "digits", load_digits()
+    images = dataset.test if split == "test" else dataset.train
+    return images.numpy(), f"{name} {split} split"

@@ -1,0 +1,295 @@
+"""Split + ONNX export of both graphs, with checks, metadata and the manifest.
+
+Each graph is exported from its own module (no surgery), with one symbolic dimension,
+`batch`, on every input and output, and no random node: sampling z happens outside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from vae_export import __version__
+from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_json, sha256_file
+from vae_export.checkpoint import LoadedModel
+from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
+from vae_export.errors import UsageError, VAEExportError
+from vae_export.onnxinfo import load_onnx, opset, signature
+
+DEFAULT_OPSET = 18
+EXPORTERS = ("dynamo", "torchscript")
+# torch.export turns a batch of 1 into a constant, so the example batch must be larger.
+EXAMPLE_BATCH = 2
+# The check run uses batch sizes other than the example's, to prove the axis is dynamic.
+CHECK_BATCHES = (1, 3)
+_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
+
+
+@dataclass
+class ExportResult:
+    artifacts_dir: Path
+    files: list[Path]
+    manifest: dict[str, Any]
+    seconds: float
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence exporter chatter users cannot act on (progress prints, torchvision notices,
+    internal deprecation notices); errors still propagate."""
+    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", module=r"torch\.onnx.*")
+            warnings.filterwarnings("ignore", module=r"onnxscript.*")
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _export_one(
+    module: torch.nn.Module, spec: GraphSpec, example: torch.Tensor, opset_version: int, exporter: str
+) -> onnx.ModelProto:
+    with quiet_exporter(), torch.no_grad():
+        if exporter == "dynamo":
+            batch = torch.export.Dim(BATCH_DIM, min=1)
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                input_names=[spec.input_name],
+                output_names=list(spec.output_names),
+                dynamic_shapes={spec.input_name: {0: batch}},
+                opset_version=opset_version,
+                optimize=True,
+                verbose=False,
+            )
+            return program.model_proto
+        buffer = io.BytesIO()
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=[spec.input_name],
+            output_names=list(spec.output_names),
+            dynamic_axes={name: {0: BATCH_DIM} for name in (spec.input_name, *spec.output_names)},
+            opset_version=opset_version,
+        )
+        return onnx.load_from_string(buffer.getvalue())
+
+
+def _pin_batch_dim(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    """Name dim 0 of every input and output `batch`; refuse any other dynamic dimension."""
+    values = [v for v in model.graph.input if v.name == spec.input_name] + list(model.graph.output)
+    names = [v.name for v in values]
+    if names != [spec.input_name, *spec.output_names]:
+        raise VAEExportError(f"{spec.role}: exported graph has inputs/outputs {names}, expected "
+                             f"{[spec.input_name, *spec.output_names]}")
+    for value in values:
+        dims = value.type.tensor_type.shape.dim
+        if not dims or dims[0].HasField("dim_value") and dims[0].dim_value != 0:
+            raise VAEExportError(f"{spec.role}: {value.name} has a fixed batch dimension; export failed to keep it dynamic")
+        dims[0].Clear()
+        dims[0].dim_param = BATCH_DIM
+        for dim in list(dims)[1:]:
+            if not dim.HasField("dim_value"):
+                raise VAEExportError(f"{spec.role}: {value.name} has a dynamic non-batch dimension {dim.dim_param!r}")
+    # The exporter may leave intermediate shapes referring to its own symbol; drop them and let
+    # shape inference (run below) recompute from the pinned inputs.
+    del model.graph.value_info[:]
+
+
+def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
+    random = {n.op_type for n in model.graph.node if n.op_type.startswith("Random") or n.op_type == "Multinomial"}
+    if random:
+        raise VAEExportError(f"{spec.role}: graph contains random nodes {sorted(random)}; sampling must happen outside")
+
+
+def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> None:
+    props = {
+        "role": spec.role,
+        "latent_dim": str(loaded.latent_dim),
+        "image_shape": ",".join(map(str, loaded.image_shape)),
+        "version": __version__,
+        "checkpoint_sha256": loaded.checkpoint_sha256,
+        "source": loaded.source,
+        "opset": str(opset_version),
+        "exporter": exporter,
+        "variant": FP32,
+    }
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, value
+    model.producer_name, model.producer_version = "vae-export", __version__
+    model.doc_string = f"vae-export {spec.role}: {spec.input_name} -> {', '.join(spec.output_names)}"
+
+
+def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, input_shape: tuple[int, ...]) -> None:
+    """Full checker, strict shape inference, and ORT runs at batch sizes other than the
+    example's (compared with PyTorch when the module is given)."""
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({str(exc).splitlines()[0]})") from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for batch in CHECK_BATCHES:
+        x = rng.random((batch, *input_shape), dtype=np.float32)
+        outputs = session.run(None, {spec.input_name: x})
+        if any(o.shape[0] != batch for o in outputs):
+            raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
+        if module is not None:
+            with torch.inference_mode():
+                expected = module(torch.from_numpy(x))
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            for name, got, want in zip(spec.output_names, outputs, expected):
+                if not np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-3):
+                    raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch} right after export")
+
+
+def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
+    model = load_onnx(path, check=False)
+    return {
+        "file": path.name,
+        "graph": graph,
+        "variant": variant,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "opset": opset(model),
+        **signature(model),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    import onnxruntime as ort
+
+    return {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+
+
+def export_graph(
+    loaded: LoadedModel, spec: GraphSpec, out_dir: Path, opset_version: int = DEFAULT_OPSET, exporter: str = "dynamo"
+) -> Path:
+    """Export one fp32 graph into out_dir and check it."""
+    module = loaded.encoder if spec is ENCODER else loaded.decoder
+    input_shape: tuple[int, ...] = loaded.image_shape if spec is ENCODER else (loaded.latent_dim,)
+    example = torch.rand(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
+    try:
+        model = _export_one(module, spec, example, opset_version, exporter)
+    except VAEExportError:
+        raise
+    except Exception as exc:  # the exporter's own errors are long; keep the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first})") from None
+    _pin_batch_dim(model, spec)
+    _no_random_nodes(model, spec)
+    _set_metadata(model, spec, loaded, opset_version, exporter)
+    path = out_dir / graph_filename(spec.role)
+    # Self-contained single file: weights inline, never a side .data file (graphs < 2 GiB).
+    onnx.save_model(model, str(path), save_as_external_data=False)
+    check_graph(path, spec, module, input_shape)
+    return path
+
+
+def build_manifest(loaded: LoadedModel, entries: list[dict[str, Any]], opset_version: int, exporter: str) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "vae_export_version": __version__,
+        "model": {
+            "config": loaded.config,
+            "source": loaded.source,
+            "image_shape": list(loaded.image_shape),
+            "latent_dim": loaded.latent_dim,
+        },
+        "checkpoint": {"path": str(loaded.checkpoint), "sha256": loaded.checkpoint_sha256},
+        "opset": opset_version,
+        "exporter": exporter,
+        "versions": library_versions(),
+        "artifacts": entries,
+    }
+
+
+def export(
+    loaded: LoadedModel,
+    artifacts_dir: Path,
+    opset_version: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    variants: tuple[str, ...] = (),
+    calibration: Any = None,
+) -> ExportResult:
+    """Export both graphs (and variants) into a staging directory, check everything, then
+    move the files into place and write the manifest last. A failure at any step leaves
+    the previous artifacts as they were and no temporary files behind."""
+    import time
+
+    from vae_export.variants import VARIANTS, build_variant
+
+    if exporter not in EXPORTERS:
+        raise UsageError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UsageError(f"--variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)}")
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".export-"))
+    try:
+        entries: list[dict[str, Any]] = []
+        staged: list[Path] = []
+        for spec in (ENCODER, DECODER):
+            path = export_graph(loaded, spec, staging, opset_version, exporter)
+            staged.append(path)
+            entries.append(artifact_entry(path, spec.role, FP32))
+        for variant in variants:
+            for spec in (ENCODER, DECODER):
+                for path in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
+                    staged.append(path)
+                    entries.append(artifact_entry(path, spec.role, variant) if path.suffix == ".onnx"
+                                   else _ort_entry(path, spec.role, variant))
+        manifest = build_manifest(loaded, entries, opset_version, exporter)
+        files = []
+        for path in staged:
+            target = artifacts_dir / path.name
+            path.replace(target)
+            files.append(target)
+        atomic_write_json(artifacts_dir / MANIFEST_NAME, manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(artifacts_dir, files, manifest, time.perf_counter() - started)
+
+
+def _ort_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
+    """.ort files are flatbuffers, not ONNX protos: hash and size only, signature from ORT."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sig = lambda values: [{"name": v.name, "dtype": v.type.replace("tensor(", "").rstrip(")"), "shape": list(v.shape)} for v in values]  # noqa: E731
+    return {
+        "file": path.name,
+        "graph": graph,
+        "variant": variant,
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "opset": None,
+        "inputs": sig(session.get_inputs()),
+        "outputs": sig(session.get_outputs()),
+    }

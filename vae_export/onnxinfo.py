@@ -1,0 +1,124 @@
+"""Reading .onnx files safely: load, check, signature, metadata, op counts (no torch)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import TensorProto
+
+from vae_export.errors import UsageError, VAEExportError
+
+
+def _all_tensors(graph: onnx.GraphProto) -> list[TensorProto]:
+    """Initializers and tensor attributes of this graph and every subgraph."""
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+            tensors.extend(attr.tensors)
+            if attr.HasField("g"):
+                tensors.extend(_all_tensors(attr.g))
+            for sub in attr.graphs:
+                tensors.extend(_all_tensors(sub))
+    return tensors
+
+
+def _external_locations(model: onnx.ModelProto) -> list[str]:
+    return [
+        entry.value
+        for tensor in _all_tensors(model.graph)
+        if tensor.data_location == TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    ]
+
+
+def check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse external data that resolves outside the model's directory (../x, /abs, symlinks).
+
+    ONNX Runtime would otherwise read any file the process can, so this runs before it loads.
+    """
+    base = path.resolve().parent
+    for location in _external_locations(model):
+        target = (base / location).resolve()  # resolve() follows symlinks
+        if os.path.isabs(location) or base not in target.parents:
+            raise VAEExportError(
+                f"{path}: external data {location!r} points outside the model's directory; refused"
+            )
+
+
+def load_onnx(path: Path, check: bool = True) -> onnx.ModelProto:
+    """Load (without external data) and validate; every failure names the file."""
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeError, ... for bad bytes
+        raise VAEExportError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
+    check_external_data(model, path)
+    if check:
+        try:
+            # onnx.load accepts an empty file as an empty model; the checker does not.
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
+            raise VAEExportError(f"{path}: not a valid ONNX model ({first})") from None
+    return model
+
+
+_DTYPES = {v: k for k, v in TensorProto.DataType.items()}
+
+
+def _value_signature(value: onnx.ValueInfoProto) -> dict[str, Any]:
+    tensor = value.type.tensor_type
+    shape = [d.dim_param if d.HasField("dim_param") else d.dim_value for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": _DTYPES.get(tensor.elem_type, "?").lower(), "shape": shape}
+
+
+def signature(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
+    initializers = {t.name for t in model.graph.initializer}
+    return {
+        "inputs": [_value_signature(v) for v in model.graph.input if v.name not in initializers],
+        "outputs": [_value_signature(v) for v in model.graph.output],
+    }
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """What `vae-export inspect` shows: signature, opset, metadata, size, op counts."""
+    model = load_onnx(path)
+    return {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "opset": opset(model),
+        "ir_version": model.ir_version,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        **signature(model),
+        "metadata": metadata(model),
+        "initializers": len(model.graph.initializer),
+        "parameters": sum(int(_numel(t.dims)) for t in model.graph.initializer),
+        "ops": op_counts(model),
+    }
+
+
+def _numel(dims: Any) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n

@@ -1,0 +1,217 @@
+"""PyTorch vs ONNX Runtime parity for every graph and variant in the manifest.
+
+Comparison semantics (the one place they are defined; `verify --help` repeats them):
+
+- An element fails when ``|onnx - torch| > atol + rtol * |torch|`` (numpy.isclose's rule).
+- NaN or Inf anywhere in an ONNX Runtime output always fails, whatever the tolerances.
+- Every row reports max abs, max rel and mean abs error, and ``min_atol``: the smallest atol
+  that would have passed at the given rtol.
+- Decoder rows also report PSNR (dB) of x_hat against the fp32 PyTorch output (peak 1.0).
+- fp32 graphs (`fp32`, `optimized`, `ort`) pass on atol/rtol (defaults 1e-5 / 1e-4).
+- Reduced-precision variants (`fp16`, `int8`, `int8-static`) pass on decoder PSNR >= 30 dB
+  and, for the encoder, on atol/rtol bounds on `mu` per variant (`REDUCED_MU`); their
+  `logvar` is reported but gated only on being finite, since quantisation error in a log
+  variance says little about the decoded image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vae_export.artifacts import check_integrity, load_manifest, update_manifest
+from vae_export.checkpoint import LoadedModel
+from vae_export.contract import GRAPHS, GraphSpec
+from vae_export.ortsession import make_session
+from vae_export.progress import SILENT, Progress
+
+FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
+PSNR_MIN_DB = 30.0
+PSNR_CAP_DB = 200.0
+REDUCED = ("fp16", "int8", "int8-static")
+# Bounds on encoder mu for reduced-precision variants (mu of a trained model is O(1)).
+REDUCED_MU = {"fp16": (1e-2, 1e-2), "int8": (0.15, 0.05), "int8-static": (0.25, 0.05)}
+DEFAULT_BATCH_SIZES = (1, 2, 7, 64)
+SEED = 0
+EDGE_SIGMA = 4.0
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    gated: bool = True  # False: report only (NaN/Inf still fails)
+    psnr_min: float | None = None  # decoder images of reduced variants pass on PSNR
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """Error statistics of `actual` against `expected` under the rule in the module docstring."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return {"passed": False, "error": f"shape {list(actual.shape)} != expected {list(expected.shape)}",
+                "max_abs": None, "max_rel": None, "mean_abs": None, "min_atol": None, "nonfinite": 0}
+    nonfinite = int((~np.isfinite(actual)).sum())
+    diff = np.abs(actual - expected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = diff / np.maximum(np.abs(expected), np.finfo(np.float32).tiny)
+    excess = diff - rtol * np.abs(expected)
+    finite = nonfinite == 0
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    return {
+        "passed": bool(finite and np.all(diff <= atol + rtol * np.abs(expected))),
+        "max_abs": max_abs if finite else None,
+        "max_rel": float(np.max(rel)) if finite and rel.size else (0.0 if finite else None),
+        "mean_abs": float(np.mean(diff)) if finite and diff.size else (0.0 if finite else None),
+        "min_atol": max(float(np.max(excess)), 0.0) if finite and excess.size else (0.0 if finite else None),
+        "nonfinite": nonfinite,
+    }
+
+
+def psnr_db(actual: np.ndarray, expected: np.ndarray, peak: float = 1.0) -> float | None:
+    """Peak signal-to-noise ratio in dB, capped at PSNR_CAP_DB for identical images (JSON has
+    no inf); None when `actual` is not finite."""
+    if not np.all(np.isfinite(actual)):
+        return None
+    mse = float(np.mean((np.asarray(actual, np.float64) - np.asarray(expected, np.float64)) ** 2))
+    return min(PSNR_CAP_DB, 10.0 * np.log10(peak**2 / max(mse, 1e-30)))
+
+
+def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: float) -> Tolerance:
+    if variant not in REDUCED:
+        return Tolerance(atol, rtol)
+    if graph == "decoder":
+        return Tolerance(atol, rtol, gated=False, psnr_min=PSNR_MIN_DB)
+    if output == "mu":
+        mu_atol, mu_rtol = REDUCED_MU[variant]
+        return Tolerance(mu_atol, mu_rtol)
+    return Tolerance(atol, rtol, gated=False)
+
+
+def graph_inputs(spec: GraphSpec, batch: int, latent_dim: int, image_shape: tuple[int, ...], images: np.ndarray | None) -> np.ndarray:
+    """Seeded inputs: real images (else uniform [0, 1]) for the encoder, z ~ N(0, I) for the decoder."""
+    rng = np.random.default_rng(SEED + batch)
+    if spec.role == "decoder":
+        return rng.standard_normal((batch, latent_dim)).astype(np.float32)
+    if images is not None:
+        idx = rng.choice(len(images), size=batch, replace=len(images) < batch)
+        return np.ascontiguousarray(images[idx], dtype=np.float32)
+    return rng.random((batch, *image_shape), dtype=np.float32)
+
+
+def edge_inputs(spec: GraphSpec, latent_dim: int, image_shape: tuple[int, ...]) -> np.ndarray:
+    """All-zero and all-one images; z at +4 and -4 sigma (and a mixed-sign one)."""
+    if spec.role == "encoder":
+        return np.stack([np.zeros(image_shape, np.float32), np.ones(image_shape, np.float32)])
+    signs = np.where(np.random.default_rng(SEED).random(latent_dim) < 0.5, -1.0, 1.0)
+    return (EDGE_SIGMA * np.stack([np.ones(latent_dim), -np.ones(latent_dim), signs])).astype(np.float32)
+
+
+def _torch_outputs(module: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    with torch.inference_mode():
+        out = module(torch.from_numpy(x))
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+
+def verify(
+    artifacts: Path,
+    loaded: LoadedModel,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    atol: float = FP32_ATOL,
+    rtol: float = FP32_RTOL,
+    device: str = "cpu",
+    images: np.ndarray | None = None,
+    images_source: str = "uniform [0, 1]",
+    progress: Progress = SILENT,
+) -> dict[str, Any]:
+    """Run every check and return the report (DESIGN.md `verify --json` format)."""
+    manifest = load_manifest(artifacts)
+    integrity = check_integrity(artifacts, manifest)
+    checks: list[dict[str, Any]] = []
+    for entry in manifest["artifacts"]:
+        spec = GRAPHS[entry["graph"]]
+        variant = entry["variant"]
+        progress(f"verify {entry['file']}")
+        session = make_session(artifacts / entry["file"], device)
+        module = loaded.encoder if spec.role == "encoder" else loaded.decoder
+        cases = [(b, "random" if spec.role == "decoder" or images is None else "images",
+                  graph_inputs(spec, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
+        edge = edge_inputs(spec, loaded.latent_dim, loaded.image_shape)
+        cases.append((len(edge), "edge", edge))
+        for batch, kind, x in cases:
+            got = session.run(list(spec.output_names), {spec.input_name: x})
+            want = _torch_outputs(module, x)
+            for output, a, e in zip(spec.output_names, got, want):
+                tol = tolerance_for(variant, spec.role, output, atol, rtol)
+                stats = compare(a, e, tol.atol, tol.rtol)
+                psnr = psnr_db(a, e) if spec.role == "decoder" else None
+                if tol.psnr_min is not None:
+                    passed = psnr is not None and psnr >= tol.psnr_min
+                elif tol.gated:
+                    passed = stats["passed"]
+                else:
+                    passed = stats["nonfinite"] == 0
+                checks.append({
+                    "graph": spec.role, "variant": variant, "file": entry["file"], "output": output,
+                    "batch": batch, "input": kind, **stats, "atol": tol.atol, "rtol": tol.rtol,
+                    "psnr_db": psnr, "psnr_min_db": tol.psnr_min, "gated_on": _gate_name(tol),
+                    "passed": bool(passed and stats["nonfinite"] == 0),
+                })
+    checkpoint_ok = loaded.checkpoint_sha256 == manifest["checkpoint"]["sha256"]
+    report = {
+        "passed": all(r["sha256_ok"] for r in integrity) and all(c["passed"] for c in checks),
+        "integrity": integrity,
+        "checkpoint": {"path": str(loaded.checkpoint), "sha256": loaded.checkpoint_sha256,
+                       "matches_manifest": checkpoint_ok},
+        "checks": checks,
+        "thresholds": {
+            "fp32": {"atol": atol, "rtol": rtol},
+            "reduced": {"decoder_psnr_min_db": PSNR_MIN_DB,
+                        "encoder_mu": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU.items()}},
+            "rule": "fail when |onnx - torch| > atol + rtol * |torch|; NaN/Inf always fails",
+        },
+        "inputs": {"seed": SEED, "encoder": images_source, "decoder": "z ~ N(0, I)",
+                   "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma"},
+        "batch_sizes": list(batch_sizes),
+        "device": device,
+    }
+    return report
+
+
+def _gate_name(tol: Tolerance) -> str:
+    if tol.psnr_min is not None:
+        return "psnr"
+    return "atol/rtol" if tol.gated else "finite"
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of a verify report."""
+    failed = [c for c in report["checks"] if not c["passed"]]
+    worst: dict[str, float | None] = {}
+    for c in report["checks"]:
+        key = f"{c['graph']}.{c['variant']}.{c['output']}"
+        if key in worst and worst[key] is None:
+            continue  # a non-finite output stays the worst
+        worst[key] = None if c["max_abs"] is None else max(c["max_abs"], worst.get(key) or 0.0)
+    return {
+        "passed": report["passed"],
+        "checks": len(report["checks"]),
+        "failed": len(failed),
+        "integrity_ok": all(r["sha256_ok"] for r in report["integrity"]),
+        "device": report["device"],
+        "batch_sizes": report["batch_sizes"],
+        "worst_max_abs": worst,
+    }
+
+
+def record(artifacts: Path, report: dict[str, Any]) -> None:
+    update_manifest(artifacts, "parity", summary(report))
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2)

@@ -1,0 +1,163 @@
+"""A small torch-free runtime for apps: numpy + onnxruntime only.
+
+    from vae_export.runtime import VAEDecoder
+    images = VAEDecoder("artifacts/decoder.onnx").sample(16, seed=0)  # (16, 1, 28, 28) in [0, 1]
+
+Works on every variant (fp32, int8, fp16, optimized, .ort): the contract (input name, latent
+size, image shape) is read from the graph's own signature and metadata.
+
+Inputs are checked against the graph's signature. float64 (and other real dtypes) are cast to
+float32, since that is what numpy produces by default and the cast is exact enough for a
+model that computes in float32; NaN or Inf inputs are refused, since they can only produce
+garbage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
+from vae_export.errors import VAEExportError
+
+__all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
+
+_LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
+
+
+class RuntimeInputError(VAEExportError, ValueError):
+    """An input that does not match the graph's signature."""
+
+
+class _Graph:
+    spec: GraphSpec
+
+    def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise VAEExportError(f"{self.path}: file not found")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:  # ORT's own exception types
+            raise VAEExportError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        inputs = self.session.get_inputs()
+        outputs = [o.name for o in self.session.get_outputs()]
+        if [i.name for i in inputs] != [self.spec.input_name] or outputs != list(self.spec.output_names):
+            raise VAEExportError(
+                f"{self.path}: expected a {self.spec.role} graph {self.spec.input_name} -> "
+                f"{', '.join(self.spec.output_names)}, found {[i.name for i in inputs]} -> {outputs}"
+            )
+        self.input_shape = tuple(inputs[0].shape[1:])  # without the batch axis
+        self.metadata = {
+            k[len(META_PREFIX):]: v
+            for k, v in self.session.get_modelmeta().custom_metadata_map.items()
+            if k.startswith(META_PREFIX)
+        }
+
+    def _check(self, x: np.ndarray, what: str) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
+            raise RuntimeInputError(
+                f"{what}: expected shape [batch, {', '.join(map(str, self.input_shape))}], "
+                f"found {list(x.shape)}"
+            )
+        if x.shape[0] == 0:
+            raise RuntimeInputError(f"{what}: expected at least one item in the batch, found 0")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise RuntimeInputError(f"{what}: expected a real-valued array, found dtype {x.dtype}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.all(np.isfinite(x)):
+            raise RuntimeInputError(f"{what}: contains NaN or Inf")
+        return x
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(list(self.spec.output_names), {self.spec.input_name: x})
+
+
+class VAEDecoder(_Graph):
+    """z [batch, latent] -> images [batch, C, H, W], probabilities in [0, 1]."""
+
+    spec = DECODER
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.input_shape[0])
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.session.get_outputs()[0].shape[1:])
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self._run(self._check(z, "z"))[0]
+
+    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
+        """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed."""
+        if n < 1:
+            raise RuntimeInputError(f"n: expected at least 1, found {n}")
+        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
+        return self.decode(z)
+
+    def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8) -> np.ndarray:
+        """Decodes of `steps` points on the straight line from z0 to z1 (both included)."""
+        if steps < 2:
+            raise RuntimeInputError(f"steps: expected at least 2, found {steps}")
+        z0 = self._check(np.reshape(z0, (1, -1)), "z0")[0]
+        z1 = self._check(np.reshape(z1, (1, -1)), "z1")[0]
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self.decode((1.0 - t) * z0 + t * z1)
+
+
+class VAEEncoder(_Graph):
+    """x [batch, C, H, W] in [0, 1] -> (mu, logvar), each [batch, latent]."""
+
+    spec = ENCODER
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar = self._run(self._check(x, "x"))
+        return mu, logvar
+
+
+class VAE:
+    """Both graphs together: reconstruction and anomaly scores."""
+
+    def __init__(
+        self,
+        encoder_path: str | os.PathLike[str],
+        decoder_path: str | os.PathLike[str],
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        self.encoder = VAEEncoder(encoder_path, providers)
+        self.decoder = VAEDecoder(decoder_path, providers)
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """decode(mu): the deterministic reconstruction."""
+        mu, _ = self.encoder.encode(x)
+        return self.decoder.decode(mu)
+
+    def anomaly_score(self, x: np.ndarray, samples: int = 1, seed: int | None = 0) -> np.ndarray:
+        """Negative ELBO per image in nats (higher = more anomalous).
+
+        -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)), with the Bernoulli likelihood
+        -log p(x|z) = -sum(x log p + (1 - x) log(1 - p)) over pixels (continuous x allowed) and
+        the analytic KL -0.5 * sum(1 + logvar - mu^2 - exp(logvar)). The expectation is
+        estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded.
+        """
+        x = self.encoder._check(x, "x")
+        mu, logvar = self.encoder.encode(x)
+        rng = np.random.default_rng(seed)
+        nll = np.zeros(len(x), dtype=np.float64)
+        for _ in range(samples):
+            z = mu + rng.standard_normal(mu.shape).astype(np.float32) * np.exp(0.5 * logvar)
+            p = np.clip(self.decoder.decode(z).astype(np.float64), _LOG_EPS, 1.0 - _LOG_EPS)
+            ll = x * np.log(p) + (1.0 - x) * np.log1p(-p)
+            nll -= ll.reshape(len(x), -1).sum(axis=1)
+        kl = -0.5 * np.sum(1.0 + logvar - mu.astype(np.float64) ** 2 - np.exp(logvar), axis=1)
+        return nll / samples + kl

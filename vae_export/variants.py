@@ -1,0 +1,138 @@
+"""Edge variants of an exported fp32 graph, each built with ONNX Runtime's own tools.
+
+| variant       | what                                                        | tool |
+| ------------- | ----------------------------------------------------------- | ---- |
+| `int8`        | dynamic int8 quantisation of weights (activations at run time) | onnxruntime.quantization.quantize_dynamic |
+| `int8-static` | static QDQ int8, calibrated on training images (encoder) and prior z (decoder) | quantize_static |
+| `fp16`        | float16 weights and compute, float32 inputs and outputs kept | onnxruntime.transformers.float16 |
+| `ort`         | the .ort format for ORT mobile/minimal builds, plus the offline-optimised ONNX (variant `optimized`) | onnxruntime.tools.convert_onnx_models_to_ort |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from vae_export.contract import META_PREFIX, GraphSpec, graph_filename
+from vae_export.errors import VAEExportError
+
+VARIANTS = ("int8", "int8-static", "fp16", "ort")
+CALIBRATION_SAMPLES = 256
+
+
+def _retag(path: Path, source: onnx.ModelProto, variant: str) -> None:
+    """Carry the fp32 graph's metadata (the contract) over, marking the variant."""
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in source.metadata_props}
+    props[META_PREFIX + "variant"] = variant
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(model, str(path), save_as_external_data=False)
+
+
+def _int8_dynamic(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+
+
+class _ArrayReader:
+    """onnxruntime.quantization.CalibrationDataReader over one array, in batches."""
+
+    def __init__(self, name: str, data: np.ndarray, batch: int = 32) -> None:
+        self._batches = iter([{name: data[i : i + batch]} for i in range(0, len(data), batch)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def calibration_inputs(spec: GraphSpec, latent_dim: int, images: np.ndarray | None) -> np.ndarray:
+    """Encoder: real training images; decoder: z drawn from the prior N(0, I)."""
+    if spec.role == "decoder":
+        return np.random.default_rng(0).standard_normal((CALIBRATION_SAMPLES, latent_dim)).astype(np.float32)
+    if images is None:
+        raise VAEExportError("int8-static needs calibration images for the encoder")
+    return np.ascontiguousarray(images[:CALIBRATION_SAMPLES], dtype=np.float32)
+
+
+def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    latent_dim, images = calibration
+    data = calibration_inputs(spec, latent_dim, images)
+    reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_name, data)
+    quantize_static(
+        src,
+        dst,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def _fp16(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save_model(model, str(dst), save_as_external_data=False)
+
+
+_BUILDERS: dict[str, Callable[[Path, Path, GraphSpec, Any], None]] = {
+    "int8": _int8_dynamic,
+    "int8-static": _int8_static,
+    "fp16": _fp16,
+}
+
+
+def _ort_format(src: Path, spec: GraphSpec) -> list[Path]:
+    """The .ort file and the offline-optimised ONNX, from ORT's converter (fixed style:
+    optimisations applied now, so a minimal build needs no optimiser)."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    work = Path(tempfile.mkdtemp(dir=src.parent, prefix=".ort-"))
+    try:
+        shutil.copy2(src, work / src.name)
+        with contextlib.redirect_stdout(io.StringIO()):
+            convert_onnx_models_to_ort(
+                work / src.name, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
+                save_optimized_onnx_model=True,
+            )
+        ort_files = list(work.glob("*.ort"))
+        optimized = list(work.glob("*.optimized.onnx"))
+        if len(ort_files) != 1 or len(optimized) != 1:
+            raise VAEExportError(f"{src.name}: ONNX Runtime's .ort converter produced {[p.name for p in work.iterdir()]}")
+        ort_path = src.parent / graph_filename(spec.role, "ort", suffix="")  # encoder.ort
+        opt_path = src.parent / graph_filename(spec.role, "optimized")
+        ort_files[0].replace(ort_path)
+        optimized[0].replace(opt_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    _retag(opt_path, onnx.load(str(src)), "optimized")
+    return [opt_path, ort_path]
+
+
+def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibration: Any) -> list[Path]:
+    """Build one variant of the fp32 graph at `src` beside it; returns the files written."""
+    if variant == "ort":
+        return _ort_format(src, spec)
+    dst = src.parent / graph_filename(spec.role, variant)
+    try:
+        _BUILDERS[variant](src, dst, spec, (loaded.latent_dim, calibration))
+    except VAEExportError:
+        raise
+    except Exception as exc:  # ORT tool errors: keep the first line, name the variant
+        raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
+    _retag(dst, onnx.load(str(src)), variant)
+    return [dst]
