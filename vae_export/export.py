@@ -96,8 +96,10 @@ def _export_one(
         return onnx.load_from_string(buffer.getvalue())
 
 
-def _pin_batch_dim(model: onnx.ModelProto, spec: GraphSpec) -> None:
-    """Name dim 0 of every input and output `batch`; refuse any other dynamic dimension."""
+def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Name dim 0 of every input and output `batch` and fix every other dimension to the
+    size PyTorch produced (the TorchScript exporter leaves some symbolic); refuse a fixed
+    batch or a fixed size that disagrees with PyTorch."""
     values = [v for v in model.graph.input if v.name == spec.input_name] + list(model.graph.output)
     names = [v.name for v in values]
     if names != [spec.input_name, *spec.output_names]:
@@ -105,15 +107,18 @@ def _pin_batch_dim(model: onnx.ModelProto, spec: GraphSpec) -> None:
                              f"{[spec.input_name, *spec.output_names]}")
     for value in values:
         dims = value.type.tensor_type.shape.dim
-        if not dims or dims[0].HasField("dim_value") and dims[0].dim_value != 0:
+        expected = shapes[value.name]
+        if len(dims) != 1 + len(expected):
+            raise VAEExportError(f"{spec.role}: {value.name} has rank {len(dims)}, PyTorch gives {1 + len(expected)}")
+        if dims[0].HasField("dim_value"):
             raise VAEExportError(f"{spec.role}: {value.name} has a fixed batch dimension; export failed to keep it dynamic")
-        dims[0].Clear()
         dims[0].dim_param = BATCH_DIM
-        for dim in list(dims)[1:]:
-            if not dim.HasField("dim_value"):
-                raise VAEExportError(f"{spec.role}: {value.name} has a dynamic non-batch dimension {dim.dim_param!r}")
-    # The exporter may leave intermediate shapes referring to its own symbol; drop them and let
-    # shape inference (run below) recompute from the pinned inputs.
+        for dim, size in zip(list(dims)[1:], expected):
+            if dim.HasField("dim_value") and dim.dim_value != size:
+                raise VAEExportError(f"{spec.role}: {value.name} has size {dim.dim_value} where PyTorch gives {size}")
+            dim.dim_value = size
+    # Intermediate shapes may refer to the exporter's own symbols; drop them and let shape
+    # inference (run in check_graph) recompute them from the pinned inputs.
     del model.graph.value_info[:]
 
 
@@ -202,7 +207,11 @@ def export_graph(
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first})") from None
-    _pin_batch_dim(model, spec)
+    with torch.inference_mode():
+        outputs = module(example)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    shapes = {spec.input_name: input_shape, **{n: tuple(o.shape[1:]) for n, o in zip(spec.output_names, outputs)}}
+    _pin_shapes(model, spec, shapes)
     _no_random_nodes(model, spec)
     _set_metadata(model, spec, loaded, opset_version, exporter)
     path = out_dir / graph_filename(spec.role)

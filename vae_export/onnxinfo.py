@@ -72,6 +72,8 @@ def load_onnx(path: Path, check: bool = True) -> onnx.ModelProto:
 
 
 _DTYPES = {v: k for k, v in TensorProto.DataType.items()}
+_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE,
+                TensorProto.INT8, TensorProto.UINT8}  # int8 weights of quantised graphs count too
 
 
 def _value_signature(value: onnx.ValueInfoProto) -> dict[str, Any]:
@@ -112,7 +114,8 @@ def describe(path: Path) -> dict[str, Any]:
         **signature(model),
         "metadata": metadata(model),
         "initializers": len(model.graph.initializer),
-        "parameters": sum(int(_numel(t.dims)) for t in model.graph.initializer),
+        # weights only: integer initializers are shape constants, not parameters
+        "parameters": sum(_numel(t.dims) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES),
         "ops": op_counts(model),
     }
 

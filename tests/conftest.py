@@ -1,0 +1,91 @@
+"""Shared fixtures: a briefly trained reference VAE on the embedded digits, its checkpoint,
+and session-scoped exported artifacts (fp32, and every variant)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vae_export.checkpoint import save_checkpoint
+from vae_export.data import load_digits
+from vae_export.train import TrainConfig, train
+
+MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+# Internal errors re-raise in tests so that bugs are never hidden behind a one-line message.
+os.environ.setdefault("VAE_EXPORT_DEBUG", "")
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="session")
+def trained(digits):
+    """The reference architecture, trained for a few seconds: enough for real parity inputs."""
+    return train(digits, config=TrainConfig(epochs=30, seed=0)).model
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, trained) -> Path:
+    d = tmp_path_factory.mktemp("trained")
+    save_checkpoint(trained, d / "vae.safetensors")
+    return d
+
+
+@pytest.fixture
+def checkpoint(tmp_path, trained_dir) -> Path:
+    """A fresh copy of the trained checkpoint in its own artifacts directory."""
+    shutil.copy(trained_dir / "vae.safetensors", tmp_path / "vae.safetensors")
+    return tmp_path / "vae.safetensors"
+
+
+@pytest.fixture(scope="session")
+def exported_dir(tmp_path_factory, trained_dir) -> Path:
+    """Read-only for tests: copy it (see `artifacts`) before changing anything."""
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+
+    d = tmp_path_factory.mktemp("exported")
+    shutil.copy(trained_dir / "vae.safetensors", d / "vae.safetensors")
+    export(load_model(d / "vae.safetensors"), d)
+    return d
+
+
+@pytest.fixture
+def artifacts(tmp_path, exported_dir) -> Path:
+    """A private copy of the exported fp32 artifacts; the manifest points at its own checkpoint."""
+    import json
+
+    d = tmp_path / "artifacts"
+    shutil.copytree(exported_dir, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["checkpoint"]["path"] = str(d / "vae.safetensors")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+@pytest.fixture(scope="session")
+def variants_dir(tmp_path_factory, trained_dir, digits) -> Path:
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+
+    d = tmp_path_factory.mktemp("variants")
+    shutil.copy(trained_dir / "vae.safetensors", d / "vae.safetensors")
+    export(load_model(d / "vae.safetensors"), d, variants=("int8", "int8-static", "fp16", "ort"),
+           calibration=digits.train.numpy())
+    return d
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under a directory with its bytes: to prove nothing was written or changed."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}

@@ -1,0 +1,41 @@
+import torch
+from torch import nn
+
+from vae_export.checkpoint import load_model, load_reference, save_checkpoint
+from vae_export.model import VAE, VAEConfig
+
+
+class SimpleVAE(nn.Module):
+    """The seed's model, as users have it."""
+
+    def __init__(self, latent_dim=32, hidden=400):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU())
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784), nn.Sigmoid())
+
+
+def test_round_trip_is_exact(tmp_path):
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(hidden_dim=50, latent_dim=7))
+    save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded, source = load_reference(tmp_path / "m.safetensors")
+    assert source == "vae-export" and loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+
+
+def test_seed_state_dict_latent_24(tmp_path):
+    torch.manual_seed(0)
+    seed = SimpleVAE(latent_dim=24, hidden=300).eval()
+    torch.save(seed.state_dict(), tmp_path / "seed.pt")
+    loaded = load_model(tmp_path / "seed.pt")
+    assert loaded.latent_dim == 24 and loaded.source == "state-dict" and loaded.config["hidden_dim"] == 300
+    x = torch.rand(3, 1, 28, 28)
+    with torch.inference_mode():
+        h = seed.encoder(x)
+        mu, logvar = loaded.encoder(x)
+        assert torch.equal(mu, seed.fc_mu(h)) and torch.equal(logvar, seed.fc_logvar(h))
+        assert torch.equal(loaded.decoder(mu), seed.decoder(mu).reshape(-1, 1, 28, 28))
