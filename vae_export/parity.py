@@ -57,10 +57,10 @@ def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) 
         return {"passed": False, "error": f"shape {list(actual.shape)} != expected {list(expected.shape)}",
                 "max_abs": None, "max_rel": None, "mean_abs": None, "min_atol": None, "nonfinite": 0}
     nonfinite = int((~np.isfinite(actual)).sum())
-    diff = np.abs(actual - expected)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN/Inf are counted above
+        diff = np.abs(actual - expected)
         rel = diff / np.maximum(np.abs(expected), np.finfo(np.float32).tiny)
-    excess = diff - rtol * np.abs(expected)
+        excess = diff - rtol * np.abs(expected)
     finite = nonfinite == 0
     max_abs = float(np.max(diff)) if diff.size else 0.0
     return {

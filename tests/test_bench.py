@@ -1,0 +1,82 @@
+import copy
+import json
+
+import torch
+
+from vae_export.bench import bench, compare_baseline
+from vae_export.checkpoint import load_model
+from vae_export.cli import main
+from vae_export.ortsession import session_options
+
+ROW_FIELDS = {"graph", "engine", "variant", "provider", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
+              "mean_ms", "throughput_per_s"}
+FAST = ["--batch-sizes", "1,4", "--warmup", "2", "--iterations", "15"]
+
+
+def test_json_schema_and_percentiles(artifacts, runner, tmp_path):
+    result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), *FAST, "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert {"cpu", "cores", "onnxruntime", "torch", "providers_available", "threads"} <= set(report["env"])
+    rows = report["results"]
+    assert len(rows) == 2 * 2 * 2  # graphs x batch sizes x engines
+    assert {(r["graph"], r["engine"], r["batch"]) for r in rows} == {
+        (g, e, b) for g in ("encoder", "decoder") for e in ("onnxruntime", "torch") for b in (1, 4)}
+    for r in rows:
+        assert ROW_FIELDS <= set(r)
+        assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["throughput_per_s"] == r["batch"] / (r["p50_ms"] / 1e3)
+        assert r["variant"] == "fp32" and r["iterations"] == 15
+    assert all(r["speedup_vs_torch"] > 0 for r in rows if r["engine"] == "onnxruntime")
+    assert "speedup" in result.output and "decoder" in result.output
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    assert "decoder.fp32.onnxruntime.b4" in manifest["bench"]["p50_ms"]
+
+
+def test_regression_gate(artifacts, runner, tmp_path):
+    runner.invoke(main, ["bench", "--artifacts", str(artifacts), *FAST, "--json", str(tmp_path / "b.json")])
+    report = json.loads((tmp_path / "b.json").read_text())
+    for factor, name in ((0.1, "faster.json"), (10.0, "slower.json")):
+        baseline = copy.deepcopy(report)
+        for row in baseline["results"]:
+            row["p50_ms"] *= factor
+        (tmp_path / name).write_text(json.dumps(baseline))
+    failed = runner.invoke(main, ["bench", "--artifacts", str(artifacts), *FAST, "--baseline", str(tmp_path / "faster.json"),
+                                  "--max-regression", "1.5"])
+    assert failed.exit_code == 1
+    assert "REGRESSION decoder fp32 onnxruntime batch 1" in failed.output
+    assert "Error: 8 of 8 rows slower than 1.5x the baseline" in failed.output
+    passed = runner.invoke(main, ["bench", "--artifacts", str(artifacts), *FAST, "--baseline", str(tmp_path / "slower.json")])
+    assert passed.exit_code == 0, passed.output
+    assert "regression gate passed: 8 rows" in passed.output
+
+
+def test_unmatched_rows_reported_not_failed(tmp_path):
+    report = {"results": [{"graph": "decoder", "engine": "onnxruntime", "variant": "fp32", "provider": "CPUExecutionProvider",
+                           "batch": 3, "threads": 1, "p50_ms": 5.0}]}
+    (tmp_path / "base.json").write_text(json.dumps({"results": []}))
+    gate = compare_baseline(report, tmp_path / "base.json", 1.5)
+    assert gate["passed"] and gate["compared"] == 0 and gate["unmatched"][0]["batch"] == 3
+
+
+class ThreadProbe(torch.nn.Module):
+    """Wraps the decoder and records the torch thread count it runs under."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.seen = inner, set()
+
+    def forward(self, z):
+        self.seen.add(torch.get_num_threads())
+        return self.inner(z)
+
+
+def test_threads_honoured(artifacts):
+    loaded = load_model(artifacts / "vae.safetensors")
+    loaded.decoder = ThreadProbe(loaded.decoder)
+    before = torch.get_num_threads()
+    report = bench(artifacts, loaded, batch_sizes=(2,), threads=2, warmup=1, iterations=3, graphs=("decoder",))
+    assert loaded.decoder.seen == {2}
+    assert torch.get_num_threads() == before  # restored
+    assert report["env"]["threads"] == 2 and {r["threads"] for r in report["results"]} == {2}
+    assert session_options(3).intra_op_num_threads == 3
