@@ -270,10 +270,10 @@ def export(
             entries.append(artifact_entry(path, spec.role, FP32))
         for variant in variants:
             for spec in (ENCODER, DECODER):
-                for path in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
+                for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
                     staged.append(path)
-                    entries.append(artifact_entry(path, spec.role, variant) if path.suffix == ".onnx"
-                                   else _ort_entry(path, spec.role, variant))
+                    entries.append(artifact_entry(path, spec.role, name) if path.suffix == ".onnx"
+                                   else _ort_entry(path, spec.role, name))
         manifest = build_manifest(loaded, entries, opset_version, exporter)
         files = []
         for path in staged:

@@ -9,7 +9,8 @@ Comparison semantics (the one place they are defined; `verify --help` repeats th
 - Decoder rows also report PSNR (dB) of x_hat against the fp32 PyTorch output (peak 1.0).
 - fp32 graphs (`fp32`, `optimized`, `ort`) pass on atol/rtol (defaults 1e-5 / 1e-4).
 - Reduced-precision variants (`fp16`, `int8`, `int8-static`) pass on decoder PSNR >= 30 dB
-  and, for the encoder, on atol/rtol bounds on `mu` per variant (`REDUCED_MU`); their
+  (>= 20 dB on the +-4 sigma edge-case z, far outside the prior that static int8 calibrates
+  its activation ranges on) and, for the encoder, on atol/rtol bounds on `mu` per variant (`REDUCED_MU`); their
   `logvar` is reported but gated only on being finite, since quantisation error in a log
   variance says little about the decoded image.
 """
@@ -32,6 +33,7 @@ from vae_export.progress import SILENT, Progress
 
 FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
 PSNR_MIN_DB = 30.0
+EDGE_PSNR_MIN_DB = 20.0
 PSNR_CAP_DB = 200.0
 REDUCED = ("fp16", "int8", "int8-static")
 # Bounds on encoder mu for reduced-precision variants (mu of a trained model is O(1)).
@@ -82,11 +84,11 @@ def psnr_db(actual: np.ndarray, expected: np.ndarray, peak: float = 1.0) -> floa
     return min(PSNR_CAP_DB, 10.0 * np.log10(peak**2 / max(mse, 1e-30)))
 
 
-def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: float) -> Tolerance:
+def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: float, edge: bool = False) -> Tolerance:
     if variant not in REDUCED:
         return Tolerance(atol, rtol)
     if graph == "decoder":
-        return Tolerance(atol, rtol, gated=False, psnr_min=PSNR_MIN_DB)
+        return Tolerance(atol, rtol, gated=False, psnr_min=EDGE_PSNR_MIN_DB if edge else PSNR_MIN_DB)
     if output == "mu":
         mu_atol, mu_rtol = REDUCED_MU[variant]
         return Tolerance(mu_atol, mu_rtol)
@@ -147,7 +149,7 @@ def verify(
             got = session.run(list(spec.output_names), {spec.input_name: x})
             want = _torch_outputs(module, x)
             for output, a, e in zip(spec.output_names, got, want):
-                tol = tolerance_for(variant, spec.role, output, atol, rtol)
+                tol = tolerance_for(variant, spec.role, output, atol, rtol, edge=kind == "edge")
                 stats = compare(a, e, tol.atol, tol.rtol)
                 psnr = psnr_db(a, e) if spec.role == "decoder" else None
                 if tol.psnr_min is not None:
@@ -171,7 +173,7 @@ def verify(
         "checks": checks,
         "thresholds": {
             "fp32": {"atol": atol, "rtol": rtol},
-            "reduced": {"decoder_psnr_min_db": PSNR_MIN_DB,
+            "reduced": {"decoder_psnr_min_db": PSNR_MIN_DB, "decoder_edge_psnr_min_db": EDGE_PSNR_MIN_DB,
                         "encoder_mu": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU.items()}},
             "rule": "fail when |onnx - torch| > atol + rtol * |torch|; NaN/Inf always fails",
         },

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -40,10 +41,20 @@ def _retag(path: Path, source: onnx.ModelProto, variant: str) -> None:
     onnx.save_model(model, str(path), save_as_external_data=False)
 
 
+def _preprocess(src: Path) -> Path:
+    """ORT's recommended step before quantising: shape inference and graph optimisation, so
+    the quantiser sees fused ops and known shapes."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    dst = src.with_name(f".{src.stem}.pre.onnx")
+    quant_pre_process(src, dst)
+    return dst
+
+
 def _int8_dynamic(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+    quantize_dynamic(_preprocess(src), dst, weight_type=QuantType.QInt8)
 
 
 class _ArrayReader:
@@ -57,12 +68,19 @@ class _ArrayReader:
 
 
 def calibration_inputs(spec: GraphSpec, latent_dim: int, images: np.ndarray | None) -> np.ndarray:
-    """Encoder: real training images; decoder: z drawn from the prior N(0, I)."""
+    """Encoder: real training images; decoder: z drawn from the prior N(0, I). Both plus the
+    edge cases verify checks (blank and saturated images, z at +-4 sigma), so that the
+    calibrated activation ranges cover them instead of clipping them."""
+    rng = np.random.default_rng(0)
     if spec.role == "decoder":
-        return np.random.default_rng(0).standard_normal((CALIBRATION_SAMPLES, latent_dim)).astype(np.float32)
+        prior = rng.standard_normal((CALIBRATION_SAMPLES, latent_dim))
+        tails = 4.0 * np.stack([np.ones(latent_dim), -np.ones(latent_dim), np.where(rng.random(latent_dim) < 0.5, -1.0, 1.0)])
+        return np.concatenate([prior, tails]).astype(np.float32)
     if images is None:
         raise VAEExportError("int8-static needs calibration images for the encoder")
-    return np.ascontiguousarray(images[:CALIBRATION_SAMPLES], dtype=np.float32)
+    real = np.asarray(images[:CALIBRATION_SAMPLES], dtype=np.float32)
+    edges = np.stack([np.zeros_like(real[0]), np.ones_like(real[0])])
+    return np.ascontiguousarray(np.concatenate([real, edges]))
 
 
 def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
@@ -72,13 +90,17 @@ def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> Non
     data = calibration_inputs(spec, latent_dim, images)
     reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_name, data)
     quantize_static(
-        src,
+        _preprocess(src),
         dst,
         reader,
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        # Gemm outputs stay float: the last Gemm of each graph produces mu/logvar or the
+        # decoder's logits, whose wide range (saturated pixels) 8 bits cannot hold without
+        # visible error; weights and the inputs of every Gemm are still int8.
+        extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm"]},
     )
 
 
@@ -96,7 +118,7 @@ _BUILDERS: dict[str, Callable[[Path, Path, GraphSpec, Any], None]] = {
 }
 
 
-def _ort_format(src: Path, spec: GraphSpec) -> list[Path]:
+def _ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
     """The .ort file and the offline-optimised ONNX, from ORT's converter (fixed style:
     optimisations applied now, so a minimal build needs no optimiser)."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
@@ -104,11 +126,15 @@ def _ort_format(src: Path, spec: GraphSpec) -> list[Path]:
     work = Path(tempfile.mkdtemp(dir=src.parent, prefix=".ort-"))
     try:
         shutil.copy2(src, work / src.name)
+        converter_log = logging.getLogger("ort_format_model.utils")
+        level = converter_log.level
+        converter_log.setLevel(logging.WARNING)  # it logs each config file it writes at INFO
         with contextlib.redirect_stdout(io.StringIO()):
             convert_onnx_models_to_ort(
                 work / src.name, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
                 save_optimized_onnx_model=True,
             )
+        converter_log.setLevel(level)
         ort_files = list(work.glob("*.ort"))
         optimized = list(work.glob("*.optimized.onnx"))
         if len(ort_files) != 1 or len(optimized) != 1:
@@ -120,11 +146,12 @@ def _ort_format(src: Path, spec: GraphSpec) -> list[Path]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _retag(opt_path, onnx.load(str(src)), "optimized")
-    return [opt_path, ort_path]
+    return [(opt_path, "optimized"), (ort_path, "ort")]
 
 
-def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibration: Any) -> list[Path]:
-    """Build one variant of the fp32 graph at `src` beside it; returns the files written."""
+def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibration: Any) -> list[tuple[Path, str]]:
+    """Build one variant of the fp32 graph at `src` beside it; returns (file, variant name)
+    for each file written (`ort` also writes the `optimized` ONNX)."""
     if variant == "ort":
         return _ort_format(src, spec)
     dst = src.parent / graph_filename(spec.role, variant)
@@ -135,4 +162,4 @@ def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibra
     except Exception as exc:  # ORT tool errors: keep the first line, name the variant
         raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
     _retag(dst, onnx.load(str(src)), variant)
-    return [dst]
+    return [(dst, variant)]

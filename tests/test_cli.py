@@ -1,0 +1,60 @@
+import json
+
+import pytest
+from PIL import Image
+
+from vae_export.cli import main
+
+COMMANDS = ["train", "export", "verify", "bench", "sample", "inspect", "run"]
+
+
+def test_every_command_has_help(runner):
+    assert set(main.commands) == set(COMMANDS)
+    for name in COMMANDS:
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Example" in result.output and len(main.commands[name].help) > 40
+
+
+def test_shared_options_have_one_meaning():
+    for name in ("train", "export", "verify", "bench", "sample", "run"):
+        option = next(p for p in main.commands[name].params if p.name == "artifacts")
+        assert option.opts == ["--artifacts"] and str(option.default) == "artifacts"
+
+
+def test_version(runner):
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and "vae-export" in result.output
+
+
+def test_unknown_option_is_exit_2(runner):
+    result = runner.invoke(main, ["train", "--epochz", "3"])
+    assert result.exit_code == 2 and "Error: No such option '--epochz'" in result.output
+
+
+def test_sample_png(artifacts, runner, tmp_path):
+    result = runner.invoke(main, ["sample", "--artifacts", str(artifacts), "-n", "9", "--seed", "2",
+                                  "--output", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    image = Image.open(tmp_path / "s.png")
+    assert image.size == ((3 * 30 + 2) * 2, (3 * 30 + 2) * 2) and image.mode == "L"
+
+
+def test_missing_manifest_is_usage_error(tmp_path, runner):
+    result = runner.invoke(main, ["verify", "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"Error: {tmp_path / 'manifest.json'}: no manifest" in result.output
+
+
+@pytest.mark.slow
+def test_run_produces_every_file(tmp_path, runner):
+    out = tmp_path / "a"
+    result = runner.invoke(main, ["run", "--artifacts", str(out), "--epochs", "5"])
+    assert result.exit_code == 0, result.output
+    for name in ("vae.safetensors", "train_metrics.json", "encoder.onnx", "decoder.onnx", "manifest.json",
+                 "verify.json", "bench.json", "samples.png", "reconstructions.png", "interpolation.png", "latency.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert Image.open(out / "reconstructions.png").size[0] > Image.open(out / "reconstructions.png").size[1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parity"]["passed"] is True and manifest["bench"]["p50_ms"]
+    assert "verify  " in result.output and "done in" in result.output

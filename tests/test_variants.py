@@ -1,0 +1,68 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from vae_export.cli import main
+from vae_export.runtime import VAEDecoder
+
+VARIANT_FILES = {
+    "int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
+    "int8-static": ("encoder.int8-static.onnx", "decoder.int8-static.onnx"),
+    "fp16": ("encoder.fp16.onnx", "decoder.fp16.onnx"),
+    "optimized": ("encoder.optimized.onnx", "decoder.optimized.onnx"),
+    "ort": ("encoder.ort", "decoder.ort"),
+}
+
+
+def test_every_variant_listed_in_manifest(variants_dir):
+    manifest = json.loads((variants_dir / "manifest.json").read_text())
+    listed = {(e["variant"], e["file"]) for e in manifest["artifacts"]}
+    for variant, files in VARIANT_FILES.items():
+        for name in files:
+            assert (variant, name) in listed
+            assert (variants_dir / name).is_file()
+    sizes = {e["file"]: e["bytes"] for e in manifest["artifacts"]}
+    assert sizes["decoder.int8.onnx"] < 0.35 * sizes["decoder.onnx"]
+    assert sizes["decoder.fp16.onnx"] < 0.55 * sizes["decoder.onnx"]
+
+
+def test_every_variant_passes_verify(variants_dir, tmp_path, runner):
+    d = tmp_path / "v"
+    shutil.copytree(variants_dir, d)
+    result = runner.invoke(main, ["verify", "--artifacts", str(d), "--checkpoint", str(d / "vae.safetensors"),
+                                  "--batch-sizes", "1,64", "--json", str(tmp_path / "v.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v.json").read_text())
+    seen = {c["variant"] for c in report["checks"]}
+    assert seen == {"fp32", *VARIANT_FILES}
+    for c in report["checks"]:
+        if c["variant"] in ("int8", "int8-static", "fp16") and c["graph"] == "decoder":
+            assert c["gated_on"] == "psnr" and c["psnr_db"] >= (20.0 if c["input"] == "edge" else 30.0)
+        if c["variant"] in ("optimized", "ort"):
+            assert c["gated_on"] == "atol/rtol"
+
+
+@pytest.mark.parametrize("variant", ["int8", "int8-static", "fp16", "optimized"])
+def test_runtime_reads_variants(variants_dir, variant):
+    decoder = VAEDecoder(variants_dir / f"decoder.{variant}.onnx")
+    assert decoder.latent_dim == 32 and decoder.metadata["variant"] == variant
+    images = decoder.sample(4, seed=0)
+    reference = VAEDecoder(variants_dir / "decoder.onnx").sample(4, seed=0)
+    assert images.dtype == np.float32 and images.shape == (4, 1, 28, 28)
+    assert np.abs(images - reference).mean() < 0.02
+
+
+def test_ort_format_runs(variants_dir):
+    decoder = VAEDecoder(variants_dir / "decoder.ort")
+    np.testing.assert_allclose(decoder.sample(3, seed=1), VAEDecoder(variants_dir / "decoder.onnx").sample(3, seed=1),
+                               atol=1e-5)
+
+
+def test_unknown_variant_is_usage_error(checkpoint, runner):
+    before = sorted(p.name for p in checkpoint.parent.iterdir())
+    result = runner.invoke(main, ["export", "--artifacts", str(checkpoint.parent), "--variant", "int4"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--variant': 'int4' is not one of" in result.output
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == before
