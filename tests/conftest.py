@@ -16,7 +16,7 @@ from vae_export.train import TrainConfig, train
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 # Internal errors re-raise in tests so that bugs are never hidden behind a one-line message.
-os.environ.setdefault("VAE_EXPORT_DEBUG", "")
+os.environ.setdefault("VAE_EXPORT_DEBUG", "1")
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,3 @@ def test_ort_format_runs(variants_dir):
     decoder = VAEDecoder(variants_dir / "decoder.ort")
     np.testing.assert_allclose(decoder.sample(3, seed=1), VAEDecoder(variants_dir / "decoder.onnx").sample(3, seed=1),
                                atol=1e-5)
-
-
-def test_unknown_variant_is_usage_error(checkpoint, runner):
-    before = sorted(p.name for p in checkpoint.parent.iterdir())
-    result = runner.invoke(main, ["export", "--artifacts", str(checkpoint.parent), "--variant", "int4"])
-    assert result.exit_code == 2
-    assert "Invalid value for '--variant': 'int4' is not one of" in result.output
-    assert sorted(p.name for p in checkpoint.parent.iterdir()) == before

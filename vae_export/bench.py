@@ -169,7 +169,7 @@ def bench(
     try:
         for entry in entries:
             spec = GRAPHS[entry["graph"]]
-            session = make_session(artifacts / entry["file"], device, threads)
+            session = make_session(artifacts / entry["file"], device, threads, spec=spec)
             run_torch = loaded is not None and entry["variant"] == FP32
             module = None
             if run_torch:

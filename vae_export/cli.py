@@ -26,15 +26,13 @@ def _debug(ctx: click.Context | None) -> bool:
 
 
 class _Group(click.Group):
-    """Turns our exceptions into `Error: ...` with their exit code; internal bugs become
-    one line too, unless --debug or VAE_EXPORT_DEBUG=1 asks for the traceback."""
+    """Turns our exceptions into `Error: ...` with their exit code; internal bugs (anything
+    else) become one line too, unless --debug or VAE_EXPORT_DEBUG=1 asks for the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except VAEExportError as exc:
-            if _debug(ctx):
-                raise
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from None
@@ -306,7 +304,8 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     and NaN or Inf in an output always fails. fp32 graphs pass on --atol/--rtol.
     Reduced-precision variants (fp16, int8, int8-static) pass on decoder PSNR >= 30 dB
     against the fp32 PyTorch output (>= 20 dB for the +-4 sigma z) and bounds on encoder mu
-    (fp16 atol 1e-2 rtol 1e-2; int8 atol 0.15 rtol 0.05; int8-static atol 0.25 rtol 0.05).
+    (fp16 atol 1e-2 rtol 1e-2; int8 and int8-static atol 0.25 rtol 0.05, atol 0.5 for the
+    all-zero and all-one images).
     Inputs: real images (else uniform), all-zero and all-one images; z ~ N(0, I) and z at
     +-4 sigma. min_atol is the smallest atol that would have passed.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -175,7 +176,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
 
 
 def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
-    model = load_onnx(path, check=False)
+    model = load_onnx(path)  # every listed graph, variants included, passes the checker
     return {
         "file": path.name,
         "graph": graph,
@@ -260,7 +261,10 @@ def export(
     if unknown:
         raise UsageError(f"--variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)}")
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".export-"))
+    try:
+        staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".export-"))
+    except OSError as exc:
+        raise VAEExportError(f"--artifacts {artifacts_dir}: cannot write there ({exc.strerror or exc})") from None
     try:
         entries: list[dict[str, Any]] = []
         staged: list[Path] = []
@@ -275,15 +279,20 @@ def export(
                     entries.append(artifact_entry(path, spec.role, name) if path.suffix == ".onnx"
                                    else _ort_entry(path, spec.role, name))
         manifest = build_manifest(loaded, entries, opset_version, exporter)
+        # Everything, the manifest included, is written and checked in staging first: a
+        # full disk or a failed check surfaces before any old artifact is replaced. What
+        # follows are renames within one directory, which need no space.
+        atomic_write_json(staging / MANIFEST_NAME, manifest)
         files = []
-        for path in staged:
+        for path in [*staged, staging / MANIFEST_NAME]:
             target = artifacts_dir / path.name
-            path.replace(target)
+            os.replace(path, target)
             files.append(target)
-        atomic_write_json(artifacts_dir / MANIFEST_NAME, manifest)
+    except OSError as exc:
+        raise VAEExportError(f"--artifacts {artifacts_dir}: cannot write the artifacts ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(artifacts_dir, files, manifest, time.perf_counter() - started)
+    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started)
 
 
 def _ort_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from vae_export.contract import GraphSpec
 from vae_export.errors import UsageError, VAEExportError
 
 DEVICES = ("cpu", "cuda")
@@ -39,10 +40,26 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
-def make_session(path: Path, device: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
+def make_session(
+    path: Path, device: str = "cpu", threads: int | None = None, spec: GraphSpec | None = None
+) -> ort.InferenceSession:
+    """A session for an artifact, after refusing external data outside its directory and,
+    with `spec`, checking its input and output names against the contract."""
+    if path.suffix == ".onnx":
+        from vae_export.onnxinfo import load_onnx
+
+        load_onnx(path)
+    providers = providers_for(device)
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers_for(device))
-    except UsageError:
-        raise
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
         raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0]})") from None
+    if spec is not None:
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if inputs != [spec.input_name] or outputs != list(spec.output_names):
+            raise VAEExportError(
+                f"{path}: expected a {spec.role} graph {spec.input_name} -> {', '.join(spec.output_names)}, "
+                f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
+            )
+    return session

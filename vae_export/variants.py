@@ -107,8 +107,14 @@ def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> Non
 def _fp16(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    onnx.save_model(model, str(dst), save_as_external_data=False)
+    # The converter appends the float32 I/O casts after the nodes that use them; ORT copes,
+    # but the ONNX checker (which verify runs) requires topological order.
+    wrapper = OnnxModel(model)
+    wrapper.topological_sort()
+    onnx.save_model(wrapper.model, str(dst), save_as_external_data=False)
 
 
 _BUILDERS: dict[str, Callable[[Path, Path, GraphSpec, Any], None]] = {
