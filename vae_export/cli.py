@@ -504,6 +504,32 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
     click.echo("  ops    " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
 
 
+# ---- web --------------------------------------------------------------------------------------
+
+@main.command()
+@artifacts_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
+              help="Directory for the static site.")
+@click.option("--variant", default="fp32", show_default=True, help="Which decoder variant to ship.")
+@click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="An installed onnxruntime-web package (default: npm install it once into the cache).")
+def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
+    """Write a static page that runs decoder.onnx in the browser (onnxruntime-web).
+
+    A grid of samples, sliders for the first latent dimensions that redraw live, a random
+    button, an animated interpolation, and the decode latency measured in the browser.
+    Serve the folder with any static server.
+
+    \b
+    Example:
+        vae-export web --out site && python -m http.server -d site 8000
+    """
+    from vae_export.web import build_site
+
+    files = build_site(artifacts, out, ort_web, variant)
+    click.echo(f"wrote {len(files)} files to {out}; serve it with: python -m http.server -d {out} 8000")
+
+
 # ---- run --------------------------------------------------------------------------------------
 
 @main.command()
