@@ -5,7 +5,7 @@ from PIL import Image
 
 from vae_export.cli import main
 
-COMMANDS = ["train", "export", "verify", "bench", "sample", "inspect", "run"]
+COMMANDS = ["train", "export", "verify", "bench", "sample", "inspect", "run", "web"]
 
 
 def test_every_command_has_help(runner):
@@ -17,7 +17,7 @@ def test_every_command_has_help(runner):
 
 
 def test_shared_options_have_one_meaning():
-    for name in ("train", "export", "verify", "bench", "sample", "run"):
+    for name in ("train", "export", "verify", "bench", "sample", "run", "web"):
         option = next(p for p in main.commands[name].params if p.name == "artifacts")
         assert option.opts == ["--artifacts"] and str(option.default) == "artifacts"
 
@@ -36,8 +36,8 @@ def test_sample_png(artifacts, runner, tmp_path):
     result = runner.invoke(main, ["sample", "--artifacts", str(artifacts), "-n", "9", "--seed", "2",
                                   "--output", str(tmp_path / "s.png")])
     assert result.exit_code == 0, result.output
-    image = Image.open(tmp_path / "s.png")
-    assert image.size == ((3 * 30 + 2) * 2, (3 * 30 + 2) * 2) and image.mode == "L"
+    with Image.open(tmp_path / "s.png") as image:
+        assert image.size == ((3 * 30 + 2) * 2, (3 * 30 + 2) * 2) and image.mode == "L"
 
 
 def test_missing_manifest_is_usage_error(tmp_path, runner):
@@ -54,7 +54,8 @@ def test_run_produces_every_file(tmp_path, runner):
     for name in ("vae.safetensors", "train_metrics.json", "encoder.onnx", "decoder.onnx", "manifest.json",
                  "verify.json", "bench.json", "samples.png", "reconstructions.png", "interpolation.png", "latency.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert Image.open(out / "reconstructions.png").size[0] > Image.open(out / "reconstructions.png").size[1]
+    with Image.open(out / "reconstructions.png") as image:
+        assert image.size[0] > image.size[1]  # originals beside reconstructions
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["parity"]["passed"] is True and manifest["bench"]["p50_ms"]
     assert "verify  " in result.output and "done in" in result.output

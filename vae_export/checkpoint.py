@@ -70,14 +70,18 @@ class _EncodeGraph(nn.Module):
 class _DecodeGraph(nn.Module):
     """z -> x_hat [B, C, H, W]; the reshape makes flat user decoders meet the contract."""
 
-    def __init__(self, module: nn.Module, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, module: nn.Module, image_shape: tuple[int, int, int], reshape: bool = True) -> None:
         super().__init__()
         self.module = module
         self.image_shape = image_shape
+        # False when decode already returns [B, C, H, W] (known from a trial decode): a no-op
+        # Reshape at the end of the graph would still copy x_hat on every ONNX Runtime call.
+        self.reshape = reshape
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         decode = self.module.decode if hasattr(self.module, "decode") else self.module.decoder
-        return decode(z).reshape(-1, *self.image_shape)
+        x_hat = decode(z)
+        return x_hat.reshape(-1, *self.image_shape) if self.reshape else x_hat
 
 
 @dataclass
@@ -289,8 +293,9 @@ def load_model(
         shape = image_shape or (1, 28, 28)
         source = model_ref
         config = {"image_shape": list(shape), "model": model_ref}
-    encoder, decoder = _EncodeGraph(module).eval(), _DecodeGraph(module, shape).eval()
+    encoder = _EncodeGraph(module).eval()
     latent = _trial_encode(encoder, shape, checkpoint)
+    decoder = _DecodeGraph(module, shape, reshape=_trial_decode(module, latent, shape, checkpoint)).eval()
     config["latent_dim"] = latent
     config["image_shape"] = list(shape)
     return LoadedModel(
@@ -326,3 +331,20 @@ def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -
             f"found {list(mu.shape)} and {list(logvar.shape)}"
         )
     return int(mu.shape[1])
+
+
+def _trial_decode(module: nn.Module, latent: int, shape: tuple[int, int, int], path: Path) -> bool:
+    """Decode a zero batch; returns whether x_hat needs reshaping to [B, C, H, W]."""
+    decode = module.decode if hasattr(module, "decode") else module.decoder
+    try:
+        with torch.inference_mode():
+            x_hat = decode(torch.zeros(2, latent))
+    except Exception as exc:  # the user's model failed on a well-formed input
+        raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape [2, {latent}] ({_first_line(exc)})") from None
+    if not isinstance(x_hat, torch.Tensor) or x_hat.shape[0] != 2 or x_hat.numel() != 2 * math.prod(shape):
+        found = list(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
+        raise VAEExportError(
+            f"--checkpoint {path}: decode(z) must return x_hat with {math.prod(shape)} values per image "
+            f"(image shape {','.join(map(str, shape))}), found {found}"
+        )
+    return tuple(x_hat.shape[1:]) != shape
