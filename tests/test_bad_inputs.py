@@ -403,3 +403,32 @@ def test_internal_error_is_one_line_unless_debug(exported_dir, runner, monkeypat
     one_line_error(result, "internal error: RuntimeError: boom (rerun with --debug for the traceback)")
     debug = runner.invoke(main, ["--debug", "inspect", str(exported_dir / "decoder.onnx")], env={"VAE_EXPORT_DEBUG": ""})
     assert isinstance(debug.exception, RuntimeError)
+
+
+class WrongDecodeVAE(torch.nn.Module):
+    """encode is fine; decode returns 100 values per image, not 784."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Linear(784, 4)
+        self.dec = torch.nn.Linear(2, 100)
+
+    def encode(self, x):
+        h = self.enc(x.flatten(1))
+        return h[:, :2], h[:, 2:]
+
+    def decode(self, z):
+        return self.dec(z)
+
+
+def test_user_model_with_wrong_decode_shape(tmp_path, runner):
+    save_file(WrongDecodeVAE().state_dict(), str(tmp_path / "w.safetensors"))
+    result = export_with(runner, tmp_path, tmp_path / "w.safetensors", "--model", "test_bad_inputs:WrongDecodeVAE")
+    assert result.exit_code == 1
+    one_line_error(result, "decode(z) must return x_hat with 784 values per image", "found [2, 100]")
+
+
+def test_model_option_not_importable(tmp_path, runner, checkpoint):
+    result = export_with(runner, tmp_path, checkpoint, "--model", "no_such_module_xyz:VAE")
+    assert result.exit_code == 2
+    one_line_error(result, "--model 'no_such_module_xyz:VAE': cannot import no_such_module_xyz")

@@ -176,16 +176,32 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
 
 
 def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
-    model = load_onnx(path)  # every listed graph, variants included, passes the checker
+    if path.suffix == ".onnx":
+        model = load_onnx(path)  # every listed graph, variants included, passes the checker
+        opset_version: int | None = opset(model)
+        sig = signature(model)
+    else:  # .ort is a flatbuffer, not an ONNX proto: ONNX Runtime reports its signature
+        opset_version, sig = None, _ort_signature(path)
     return {
         "file": path.name,
         "graph": graph,
         "variant": variant,
         "sha256": sha256_file(path),
         "bytes": path.stat().st_size,
-        "opset": opset(model),
-        **signature(model),
+        "opset": opset_version,
+        **sig,
     }
+
+
+def _ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def values(items: Any) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": v.type.removeprefix("tensor(").rstrip(")"), "shape": list(v.shape)} for v in items]
+
+    return {"inputs": values(session.get_inputs()), "outputs": values(session.get_outputs())}
 
 
 def library_versions() -> dict[str, str]:
@@ -276,8 +292,7 @@ def export(
             for spec in (ENCODER, DECODER):
                 for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
                     staged.append(path)
-                    entries.append(artifact_entry(path, spec.role, name) if path.suffix == ".onnx"
-                                   else _ort_entry(path, spec.role, name))
+                    entries.append(artifact_entry(path, spec.role, name))
         manifest = build_manifest(loaded, entries, opset_version, exporter)
         # Everything, the manifest included, is written and checked in staging first: a
         # full disk or a failed check surfaces before any old artifact is replaced. What
@@ -293,21 +308,3 @@ def export(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started)
-
-
-def _ort_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
-    """.ort files are flatbuffers, not ONNX protos: hash and size only, signature from ORT."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    sig = lambda values: [{"name": v.name, "dtype": v.type.replace("tensor(", "").rstrip(")"), "shape": list(v.shape)} for v in values]  # noqa: E731
-    return {
-        "file": path.name,
-        "graph": graph,
-        "variant": variant,
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "opset": None,
-        "inputs": sig(session.get_inputs()),
-        "outputs": sig(session.get_outputs()),
-    }
