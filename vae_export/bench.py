@@ -130,18 +130,22 @@ def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, devi
 
 
 def torch_call(module: torch.nn.Module, x: np.ndarray, device: str) -> Callable[[], Any]:
+    """PyTorch eager as an app would call it: the model's own encode/decode, not our
+    export wrapper, under inference_mode."""
+    eager = getattr(module, "eager", None)
+    run = eager() if callable(eager) else module
     tensor = torch.from_numpy(x).to(device)
     if device == "cuda":
         def call() -> Any:
             with torch.inference_mode():
-                out = module(tensor)
+                out = run(tensor)
             torch.cuda.synchronize()
             return out
         return call
 
     def call_cpu() -> Any:
         with torch.inference_mode():
-            return module(tensor)
+            return run(tensor)
     return call_cpu
 
 

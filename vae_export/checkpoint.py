@@ -18,6 +18,7 @@ import math
 import pickle
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
 # The seed's SimpleVAE keeps fc_mu/fc_logvar beside its encoder Sequential; ours nests them
-# inside Encoder so the encoder graph is one module.
+# inside Encoder so the encoder graph is one module, and names the decoder's layers.
 SEED_TO_OURS = {
     "encoder.1.weight": "encoder.hidden.1.weight",
     "encoder.1.bias": "encoder.hidden.1.bias",
@@ -43,10 +44,10 @@ SEED_TO_OURS = {
     "fc_mu.bias": "encoder.fc_mu.bias",
     "fc_logvar.weight": "encoder.fc_logvar.weight",
     "fc_logvar.bias": "encoder.fc_logvar.bias",
-    "decoder.0.weight": "decoder.net.0.weight",
-    "decoder.0.bias": "decoder.net.0.bias",
-    "decoder.2.weight": "decoder.net.2.weight",
-    "decoder.2.bias": "decoder.net.2.bias",
+    "decoder.0.weight": "decoder.hidden.0.weight",
+    "decoder.0.bias": "decoder.hidden.0.bias",
+    "decoder.2.weight": "decoder.out.weight",
+    "decoder.2.bias": "decoder.out.bias",
 }
 
 
@@ -56,6 +57,10 @@ class _EncodeGraph(nn.Module):
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
+
+    def eager(self) -> Callable[[torch.Tensor], Any]:
+        """What an app would call in PyTorch (the model's own encode), for fair timings."""
+        return self.module.encode if hasattr(self.module, "encode") else self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if hasattr(self.module, "encode"):
@@ -77,6 +82,10 @@ class _DecodeGraph(nn.Module):
         # False when decode already returns [B, C, H, W] (known from a trial decode): a no-op
         # Reshape at the end of the graph would still copy x_hat on every ONNX Runtime call.
         self.reshape = reshape
+
+    def eager(self) -> Callable[[torch.Tensor], Any]:
+        """What an app would call in PyTorch (the model's own decode), for fair timings."""
+        return self.module.decode if hasattr(self.module, "decode") and not self.reshape else self
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         decode = self.module.decode if hasattr(self.module, "decode") else self.module.decoder
