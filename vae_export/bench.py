@@ -8,6 +8,8 @@ What is tuned on the ONNX Runtime side, and why:
   a feed dict, allocates a fresh output and converts it on every call, which at batch 1 costs
   more than the decoder's arithmetic. With binding, a call is one `run_with_iobinding` that
   writes into the same numpy array (or device buffer) each time.
+- The engines alternate in rounds within each row (`time_interleaved`), so a burst of load
+  on a shared machine slows both rather than skewing the speed-up.
 - Session options (`ortsession.session_options`): full graph optimisation, sequential
   execution (the graphs are chains), one inter-op thread, intra-op threads = `--threads`.
 PyTorch runs under `torch.inference_mode()` with `torch.set_num_threads(--threads)`; on CUDA,
@@ -39,6 +41,7 @@ DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
 DEFAULT_WARMUP = 20
 DEFAULT_ITERATIONS = 200
 DEFAULT_MAX_REGRESSION = 1.5
+ROUNDS = 5  # engines alternate in this many rounds per row
 MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads")
 
 
@@ -74,16 +77,25 @@ def environment(threads: int, device: str) -> dict[str, Any]:
     return env
 
 
-def time_calls(call: Callable[[], Any], warmup: int, iterations: int) -> np.ndarray:
-    """Per-call wall times in ms, each call timed on its own with perf_counter_ns."""
-    for _ in range(warmup):
-        call()
-    times = np.empty(iterations, dtype=np.int64)
-    for i in range(iterations):
-        start = time.perf_counter_ns()
-        call()
-        times[i] = time.perf_counter_ns() - start
-    return times / 1e6
+def time_interleaved(
+    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS
+) -> list[np.ndarray]:
+    """Time several calls in alternating rounds, so that drift in the machine's load (other
+    processes, frequency changes) falls on every engine alike and ratios stay fair."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    per_round = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
+    times = [np.empty(iterations, dtype=np.int64) for _ in calls]
+    done = 0
+    for count in per_round:
+        for call, out in zip(calls, times):
+            for i in range(done, done + count):
+                start = time.perf_counter_ns()
+                call()
+                out[i] = time.perf_counter_ns() - start
+        done += count
+    return [t / 1e6 for t in times]
 
 
 def stats(times_ms: np.ndarray, batch: int) -> dict[str, float]:
@@ -171,23 +183,31 @@ def bench(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for entry in entries:
-            spec = GRAPHS[entry["graph"]]
-            session = make_session(artifacts / entry["file"], device, threads, spec=spec)
-            run_torch = loaded is not None and entry["variant"] == FP32
+        for role in graphs:
+            spec = GRAPHS[role]
+            # Every variant of a graph and PyTorch are timed together, shape by shape, in
+            # alternating rounds: the ratios between them come from the same minutes.
+            sessions = [(e, make_session(artifacts / e["file"], device, threads, spec=spec)) for e in entries if e["graph"] == role]
+            if not sessions:
+                continue
             module = None
-            if run_torch:
-                module = (loaded.encoder if spec.role == "encoder" else loaded.decoder).to(device)
+            if loaded is not None:
+                module = (loaded.encoder if role == "encoder" else loaded.decoder).to(device)
             for batch in batch_sizes:
                 x = _input(spec, batch, manifest)
-                progress(f"bench {entry['file']:<24} batch {batch:>4}")
-                base = {"graph": spec.role, "variant": entry["variant"], "batch": batch, "threads": threads}
-                ort_row = {**base, "engine": "onnxruntime", "provider": provider, "file": entry["file"],
-                           **stats(time_calls(ort_call(session, spec, x, device), warmup, iterations), batch)}
-                results.append(ort_row)
+                progress(f"bench {role} batch {batch:>4}: {', '.join(e['variant'] for e, _ in sessions)}"
+                         + (" + torch" if module is not None else ""))
+                calls = [ort_call(session, spec, x, device) for _, session in sessions]
                 if module is not None:
-                    results.append({**base, "engine": "torch", "provider": device, "file": None,
-                                    **stats(time_calls(torch_call(module, x, device), warmup, iterations), batch)})
+                    calls.append(torch_call(module, x, device))
+                timings = time_interleaved(calls, warmup, iterations)
+                base = {"graph": role, "batch": batch, "threads": threads}
+                for (entry, _), times in zip(sessions, timings):
+                    results.append({**base, "variant": entry["variant"], "engine": "onnxruntime", "provider": provider,
+                                    "file": entry["file"], **stats(times, batch)})
+                if module is not None:
+                    results.append({**base, "variant": FP32, "engine": "torch", "provider": device, "file": None,
+                                    **stats(timings[-1], batch)})
             if module is not None:
                 module.to("cpu")
     finally:
