@@ -27,7 +27,7 @@ import torch
 from vae_export.bench import bench, environment
 from vae_export.checkpoint import load_model, save_checkpoint
 from vae_export.data import load_digits
-from vae_export.export import export
+from vae_export.export import export, resolve_checkpoint
 from vae_export.train import TrainConfig, train
 
 VARIANTS = ("int8", "int8-static", "fp16", "ort")
@@ -81,7 +81,8 @@ def main() -> int:
     args = parser.parse_args()
     artifacts = args.artifacts or Path(tempfile.mkdtemp(prefix="vae-bench-"))
     timings = prepare(artifacts)
-    loaded = load_model(Path(json.loads((artifacts / "manifest.json").read_text())["checkpoint"]["path"]))
+    reference = json.loads((artifacts / "manifest.json").read_text())["checkpoint"]["path"]
+    loaded = load_model(resolve_checkpoint(reference, artifacts))
     limit_before = matmul_gflops()
     report = bench(artifacts, loaded, threads=args.threads, iterations=args.iterations, warmup=30)
     limit_after = matmul_gflops()

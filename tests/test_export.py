@@ -68,6 +68,8 @@ def test_manifest_lists_everything(exported_dir):
     assert manifest["model"]["latent_dim"] == 32 and manifest["model"]["config"]["hidden_dim"] == 400
     assert set(manifest["versions"]) == {"vae-export", "torch", "onnx", "onnxruntime"}
     assert len(manifest["checkpoint"]["sha256"]) == 64
+    # relative to the artifacts directory, so the directory can move as a whole
+    assert manifest["checkpoint"]["path"] == "vae.safetensors"
 
 
 def test_byte_identical_reexport(checkpoint, exported_dir):

@@ -273,7 +273,9 @@ def _load_for_manifest(artifacts: Path, checkpoint: Path | None, model_ref: str 
         model_ref = recorded
     if image_shape is None:
         image_shape = tuple(manifest["model"]["image_shape"])
-    path = checkpoint or Path(manifest["checkpoint"]["path"])
+    from vae_export.export import resolve_checkpoint
+
+    path = checkpoint or resolve_checkpoint(manifest["checkpoint"]["path"], artifacts)
     if checkpoint is None and not path.is_file():
         raise UsageError(f"{artifacts / 'manifest.json'}: the checkpoint it records, {path}, is gone; pass --checkpoint")
     return load_model(path, model_ref, image_shape)

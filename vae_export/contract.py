@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 BATCH_DIM = "batch"
 FP32 = "fp32"
+ORT_FORMAT = "ort"  # the variant whose file is a .ort flatbuffer, not an .onnx
 META_PREFIX = "vae_export."
 
 
@@ -26,6 +27,9 @@ DECODER = GraphSpec("decoder", "z", ("x_hat",))
 GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER)}
 
 
-def graph_filename(role: str, variant: str = FP32, suffix: str = ".onnx") -> str:
-    """encoder.onnx for fp32, encoder.int8.onnx for a variant (DESIGN.md)."""
-    return f"{role}{suffix}" if variant == FP32 else f"{role}.{variant}{suffix}"
+def graph_filename(role: str, variant: str = FP32) -> str:
+    """encoder.onnx for fp32, encoder.int8.onnx for a variant, encoder.ort for the ORT
+    format (DESIGN.md)."""
+    if variant == FP32:
+        return f"{role}.onnx"
+    return f"{role}.ort" if variant == ORT_FORMAT else f"{role}.{variant}.onnx"

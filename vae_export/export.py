@@ -238,7 +238,19 @@ def export_graph(
     return path
 
 
-def build_manifest(loaded: LoadedModel, entries: list[dict[str, Any]], opset_version: int, exporter: str) -> dict[str, Any]:
+def checkpoint_reference(checkpoint: Path, artifacts_dir: Path) -> str:
+    """Relative to the artifacts directory when the checkpoint lives in it (so the directory
+    can move as a whole), else absolute; `resolve_checkpoint` reads it back."""
+    checkpoint, artifacts_dir = checkpoint.resolve(), artifacts_dir.resolve()
+    return str(checkpoint.relative_to(artifacts_dir)) if artifacts_dir in checkpoint.parents else str(checkpoint)
+
+
+def resolve_checkpoint(reference: str, artifacts_dir: Path) -> Path:
+    return artifacts_dir / reference  # an absolute reference stays absolute under "/"
+
+
+def build_manifest(loaded: LoadedModel, entries: list[dict[str, Any]], opset_version: int, exporter: str,
+                   artifacts_dir: Path) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
         "vae_export_version": __version__,
@@ -248,7 +260,7 @@ def build_manifest(loaded: LoadedModel, entries: list[dict[str, Any]], opset_ver
             "image_shape": list(loaded.image_shape),
             "latent_dim": loaded.latent_dim,
         },
-        "checkpoint": {"path": str(loaded.checkpoint), "sha256": loaded.checkpoint_sha256},
+        "checkpoint": {"path": checkpoint_reference(loaded.checkpoint, artifacts_dir), "sha256": loaded.checkpoint_sha256},
         "opset": opset_version,
         "exporter": exporter,
         "versions": library_versions(),
@@ -293,7 +305,7 @@ def export(
                 for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
                     staged.append(path)
                     entries.append(artifact_entry(path, spec.role, name))
-        manifest = build_manifest(loaded, entries, opset_version, exporter)
+        manifest = build_manifest(loaded, entries, opset_version, exporter, artifacts_dir)
         # Everything, the manifest included, is written and checked in staging first: a
         # full disk or a failed check surfaces before any old artifact is replaced. What
         # follows are renames within one directory, which need no space.

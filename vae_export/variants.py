@@ -145,7 +145,7 @@ def _ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
         optimized = list(work.glob("*.optimized.onnx"))
         if len(ort_files) != 1 or len(optimized) != 1:
             raise VAEExportError(f"{src.name}: ONNX Runtime's .ort converter produced {[p.name for p in work.iterdir()]}")
-        ort_path = src.parent / graph_filename(spec.role, "ort", suffix="")  # encoder.ort
+        ort_path = src.parent / graph_filename(spec.role, "ort")
         opt_path = src.parent / graph_filename(spec.role, "optimized")
         ort_files[0].replace(ort_path)
         optimized[0].replace(opt_path)
