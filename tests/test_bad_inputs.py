@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import pickle
-import shutil
 import struct
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import numpy_helper
 from safetensors.torch import save_file
 
 from conftest import snapshot

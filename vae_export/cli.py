@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from vae_export import __version__
-from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir
-from vae_export.errors import CheckFailed, UsageError, VAEExportError
+from vae_export.artifacts import CHECKPOINT_NAME
+from vae_export.errors import CheckFailed, VAEExportError
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
 
@@ -145,31 +145,6 @@ def main(debug: bool) -> None:
 
 # ---- train ------------------------------------------------------------------------------------
 
-def _train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None,
-           batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, seed: int,
-           progress: Any) -> dict[str, Any]:
-    from vae_export.checkpoint import save_checkpoint
-    from vae_export.data import load_dataset
-    from vae_export.model import VAEConfig
-    from vae_export.train import DEFAULT_EPOCHS, TrainConfig, train
-
-    ensure_dir(artifacts)
-    data = load_dataset(dataset, data_dir, download)
-    config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS[dataset], batch_size=batch_size, lr=lr, beta=beta, seed=seed)
-    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=hidden_dim, latent_dim=latent_dim)
-    progress(f"train {dataset}: {len(data.train)} train / {len(data.test)} test images, {config.epochs} epochs")
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        progress(f"  epoch {row['epoch']:>3}/{config.epochs}  train {row['train_loss']:8.2f}  "
-                 f"test {row['test_loss']:8.2f} nats/image  ({row['seconds']:.1f} s)")
-
-    result = train(data, model_config, config, on_epoch)
-    result.metrics["data_dir"] = str(data_dir.resolve()) if data_dir else None
-    save_checkpoint(result.model, artifacts / CHECKPOINT_NAME)
-    atomic_write_json(artifacts / TRAIN_METRICS_NAME, result.metrics)
-    return result.metrics
-
-
 @main.command()
 @artifacts_option
 @dataset_options
@@ -193,42 +168,16 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
     Example:
         vae-export train --dataset mnist --data-dir ~/data/mnist
     """
-    metrics = _train(artifacts, dataset, data_dir, download, epochs, batch_size, lr, latent_dim, hidden_dim,
-                     beta, seed, _progress(quiet))
+    from vae_export.pipeline import train_into
+
+    metrics = train_into(artifacts, dataset, data_dir, download, epochs, batch_size, lr, latent_dim, hidden_dim,
+                         beta, seed, _progress(quiet))
     click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
                f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
                f"wrote {artifacts / CHECKPOINT_NAME}")
 
 
 # ---- export -----------------------------------------------------------------------------------
-
-def _read_metrics(artifacts: Path) -> dict[str, Any] | None:
-    path = artifacts / TRAIN_METRICS_NAME
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _export(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
-            opset: int, exporter: str, variants: tuple[str, ...]) -> Any:
-    from vae_export.checkpoint import load_model
-    from vae_export.export import export
-
-    if not artifacts.is_dir():
-        ensure_dir(artifacts)
-    loaded = load_model(checkpoint or artifacts / CHECKPOINT_NAME, model_ref, image_shape)
-    calibration = None
-    if "int8-static" in variants:
-        from vae_export.data import reference_images
-
-        calibration, _ = reference_images(_read_metrics(artifacts), loaded.image_shape, split="train")
-        if calibration is None:  # user models of other shapes: calibrate on uniform noise
-            import numpy as np
-
-            calibration = np.random.default_rng(0).random((256, *loaded.image_shape), dtype=np.float32)
-    return export(loaded, artifacts, opset, exporter, variants, calibration)
-
 
 @main.command("export")
 @artifacts_option
@@ -254,32 +203,15 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     """
     if exporter == "torchscript":
         click.echo("note: the TorchScript exporter is deprecated by PyTorch; prefer the default dynamo", err=True)
-    result = _export(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
+    from vae_export.pipeline import export_into
+
+    result = export_into(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
     for entry in result.manifest["artifacts"]:
         click.echo(f"{entry['file']:<28} {entry['bytes']:>10,} bytes  sha256 {entry['sha256'][:12]}")
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
 
 
 # ---- verify / bench helpers --------------------------------------------------------------------
-
-def _load_for_manifest(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any) -> Any:
-    """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
-    from vae_export.artifacts import load_manifest
-    from vae_export.checkpoint import load_model
-
-    manifest = load_manifest(artifacts)
-    recorded = manifest["model"]["source"]
-    if model_ref is None and recorded not in ("vae-export", "state-dict"):
-        model_ref = recorded
-    if image_shape is None:
-        image_shape = tuple(manifest["model"]["image_shape"])
-    from vae_export.export import resolve_checkpoint
-
-    path = checkpoint or resolve_checkpoint(manifest["checkpoint"]["path"], artifacts)
-    if checkpoint is None and not path.is_file():
-        raise UsageError(f"{artifacts / 'manifest.json'}: the checkpoint it records, {path}, is gone; pass --checkpoint")
-    return load_model(path, model_ref, image_shape)
-
 
 def _fmt(value: float | None, spec: str = ".2e") -> str:
     return "nan/inf" if value is None else format(value, spec)
@@ -315,24 +247,15 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     Example:
         vae-export verify --batch-sizes 1,64 --json verify.json
     """
-    report = _verify(artifacts, checkpoint, model_ref, image_shape, batch_sizes, atol, rtol, device, quiet)
+    from vae_export.pipeline import verify_artifacts
+
+    report = verify_artifacts(artifacts, checkpoint, model_ref, image_shape, batch_sizes, atol, rtol, device,
+                              _progress(quiet))
     _print_verify(report)
     from vae_export.parity import dumps
 
     _write_json(json_path, dumps(report))
     _raise_if_failed(report)
-
-
-def _verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
-            batch_sizes: tuple[int, ...], atol: float, rtol: float, device: str, quiet: bool) -> dict[str, Any]:
-    from vae_export.data import reference_images
-    from vae_export.parity import record, verify as run_verify
-
-    loaded = _load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
-    images, source = reference_images(_read_metrics(artifacts), loaded.image_shape)
-    report = run_verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, _progress(quiet))
-    record(artifacts, report)
-    return report
 
 
 def _print_verify(report: dict[str, Any]) -> None:
@@ -399,8 +322,10 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
         vae-export bench --json bench.json
         vae-export bench --baseline ci/baseline.json --max-regression 1.5
     """
-    report = _bench(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
-                    iterations, no_torch, quiet)
+    from vae_export.pipeline import bench_artifacts
+
+    report = bench_artifacts(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
+                             iterations, not no_torch, _progress(quiet))
     _print_bench(report)
     _write_json(json_path, json.dumps(report, indent=2))
     if baseline is not None:
@@ -417,24 +342,6 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
             raise CheckFailed(f"{len(gate['regressions'])} of {gate['compared']} rows slower than "
                               f"{max_regression:g}x the baseline {baseline}")
         click.echo(f"regression gate passed: {gate['compared']} rows within {max_regression:g}x of {baseline}")
-
-
-def _bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
-           batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, no_torch: bool,
-           quiet: bool) -> dict[str, Any]:
-    from vae_export.bench import bench as run_bench, record
-    from vae_export.ortsession import providers_for
-
-    providers_for(device)  # a missing CUDA provider is a usage error before any loading
-    loaded = None if no_torch else _load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
-    if device == "cuda" and loaded is not None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
-    report = run_bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=_progress(quiet))
-    record(artifacts, report)
-    return report
 
 
 def _print_bench(report: dict[str, Any]) -> None:
@@ -464,22 +371,10 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
     Example:
         vae-export sample -n 16 --seed 1 --output grid.png
     """
-    path = _sample(artifacts, count, seed, variant, output)
+    from vae_export.pipeline import sample_png
+
+    path = sample_png(artifacts, count, seed, variant, output)
     click.echo(f"wrote {path}")
-
-
-def _sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None) -> Path:
-    from vae_export.contract import graph_filename
-    from vae_export.images import grid, save_png
-    from vae_export.runtime import VAEDecoder
-
-    decoder_path = artifacts / graph_filename("decoder", variant)
-    if not decoder_path.is_file():
-        raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
-    output = output or artifacts / "samples.png"
-    ensure_dir(output.parent, "--output")
-    save_png(grid(VAEDecoder(decoder_path).sample(count, seed)), output)
-    return output
 
 
 @main.command()
@@ -553,42 +448,25 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     Example:
         vae-export run
     """
+    from vae_export import pipeline
+    from vae_export.parity import dumps
+
     progress = _progress(quiet)
     started = time.perf_counter()
     progress("[1/5] train")
-    metrics = _train(artifacts, dataset, data_dir, download, epochs, 128, 3e-3, 32, 400, 1.0, seed, progress)
+    metrics = pipeline.train_into(artifacts, dataset, data_dir, download, epochs, seed=seed, progress=progress)
     progress("[2/5] export")
-    exported = _export(artifacts, None, None, None, 18, "dynamo", tuple(dict.fromkeys(variants)))
+    exported = pipeline.export_into(artifacts, variants=tuple(dict.fromkeys(variants)))
     progress("[3/5] verify")
-    report = _verify(artifacts, None, None, None, (1, 2, 7, 64), 1e-5, 1e-4, "cpu", quiet)
-    from vae_export.parity import dumps
-
+    report = pipeline.verify_artifacts(artifacts, progress=progress)
     _write_json(artifacts / "verify.json", dumps(report))
     progress("[4/5] bench")
-    bench_report = _bench(artifacts, None, None, None, "cpu", (1, 8, 64, 256), 1, 10, 100, False, quiet)
+    bench_report = pipeline.bench_artifacts(artifacts, warmup=10, iterations=100, progress=progress)
     _write_json(artifacts / "bench.json", json.dumps(bench_report, indent=2))
     progress("[5/5] pictures")
-    pictures = _pictures(artifacts, bench_report, dataset, data_dir, seed)
+    pictures = pipeline.draw_pictures(artifacts, bench_report, dataset, data_dir, seed)
     _print_summary(metrics, exported, report, bench_report, pictures, time.perf_counter() - started)
     _raise_if_failed(report)
-
-
-def _pictures(artifacts: Path, bench_report: dict[str, Any], dataset: str, data_dir: Path | None, seed: int) -> list[Path]:
-    import numpy as np
-
-    from vae_export.data import load_dataset
-    from vae_export.images import grid, latency_plot, save_png
-    from vae_export.runtime import VAE
-
-    vae = VAE(artifacts / "encoder.onnx", artifacts / "decoder.onnx")
-    paths = [_sample(artifacts, 64, seed, "fp32", artifacts / "samples.png")]
-    originals = load_dataset(dataset, data_dir).test[:16].numpy()
-    pairs = np.stack([originals, vae.reconstruct(originals)], axis=1).reshape(-1, *originals.shape[1:])
-    save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
-    mu, _ = vae.encoder.encode(originals[:2])
-    save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
-    save_png(latency_plot(bench_report["results"]), artifacts / "latency.png")
-    return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]
 
 
 def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any], bench_report: dict[str, Any],
