@@ -59,3 +59,18 @@ def test_run_produces_every_file(tmp_path, runner):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["parity"]["passed"] is True and manifest["bench"]["p50_ms"]
     assert "verify  " in result.output and "done in" in result.output
+
+
+def test_cli_defaults_match_the_library():
+    from vae_export import bench, parity
+    from vae_export.export import DEFAULT_OPSET
+
+    def default(command, name):
+        return next(p for p in main.commands[command].params if p.name == name).default
+
+    assert tuple(int(v) for v in default("verify", "batch_sizes").split(",")) == parity.DEFAULT_BATCH_SIZES
+    assert (default("verify", "atol"), default("verify", "rtol")) == (parity.FP32_ATOL, parity.FP32_RTOL)
+    assert tuple(int(v) for v in default("bench", "batch_sizes").split(",")) == bench.DEFAULT_BATCH_SIZES
+    assert (default("bench", "warmup"), default("bench", "iterations")) == (bench.DEFAULT_WARMUP, bench.DEFAULT_ITERATIONS)
+    assert default("bench", "max_regression") == bench.DEFAULT_MAX_REGRESSION
+    assert default("export", "opset") == DEFAULT_OPSET

@@ -150,3 +150,22 @@ def test_inspect_json(exported_dir, runner, tmp_path):
     assert info["opset"] == 18 and info["inputs"][0]["shape"] == ["batch", 32]
     assert info["ops"]["Sigmoid"] == 1 and info["parameters"] == 32 * 400 + 400 + 400 * 784 + 784
     assert "vae_export.role = decoder" in result.output
+
+
+class WarningVAE(ConvVAE):
+    """A user model that warns: its warning is the user's to see, unlike exporter chatter."""
+
+    def encode(self, x):
+        import warnings
+
+        warnings.warn("user model warning", UserWarning)
+        return super().encode(x)
+
+
+def test_user_warnings_survive_export(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    save_file(WarningVAE().state_dict(), str(tmp_path / "w.safetensors"))
+    loaded = load_model(tmp_path / "w.safetensors", "test_export:WarningVAE")
+    with pytest.warns(UserWarning, match="user model warning"):
+        export(loaded, tmp_path)

@@ -231,7 +231,9 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
         row["speedup_vs_torch"] = (ref / row["p50_ms"]) if ref and row["engine"] == "onnxruntime" else None
 
 
-def compare_baseline(report: dict[str, Any], baseline_path: Path, max_regression: float) -> dict[str, Any]:
+def compare_baseline(
+    report: dict[str, Any], baseline_path: Path, max_regression: float = DEFAULT_MAX_REGRESSION
+) -> dict[str, Any]:
     """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress.
     Rows without a match are reported, not failed."""
     baseline = read_json(baseline_path, "baseline")

@@ -15,7 +15,8 @@ from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_wri
 from vae_export.checkpoint import LoadedModel, load_model
 from vae_export.contract import graph_filename
 from vae_export.errors import UsageError
-from vae_export.export import ExportResult, export, resolve_checkpoint
+from vae_export import bench, parity
+from vae_export.export import DEFAULT_OPSET, ExportResult, export, resolve_checkpoint
 from vae_export.progress import SILENT, Progress
 
 CALIBRATION_IMAGES = 256
@@ -72,7 +73,7 @@ def export_into(
     checkpoint: Path | None = None,
     model_ref: str | None = None,
     image_shape: tuple[int, int, int] | None = None,
-    opset: int = 18,
+    opset: int = DEFAULT_OPSET,
     exporter: str = "dynamo",
     variants: tuple[str, ...] = (),
 ) -> ExportResult:
@@ -114,20 +115,19 @@ def verify_artifacts(
     checkpoint: Path | None = None,
     model_ref: str | None = None,
     image_shape: tuple[int, int, int] | None = None,
-    batch_sizes: tuple[int, ...] = (1, 2, 7, 64),
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
+    batch_sizes: tuple[int, ...] = parity.DEFAULT_BATCH_SIZES,
+    atol: float = parity.FP32_ATOL,
+    rtol: float = parity.FP32_RTOL,
     device: str = "cpu",
     progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Parity of every graph and variant; the summary goes into the manifest."""
     from vae_export.data import reference_images
-    from vae_export.parity import record, verify
 
     loaded = load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
     images, source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
-    report = verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, progress)
-    record(artifacts, report)
+    report = parity.verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, progress)
+    parity.record(artifacts, report)
     return report
 
 
@@ -137,15 +137,14 @@ def bench_artifacts(
     model_ref: str | None = None,
     image_shape: tuple[int, int, int] | None = None,
     device: str = "cpu",
-    batch_sizes: tuple[int, ...] = (1, 8, 64, 256),
+    batch_sizes: tuple[int, ...] = bench.DEFAULT_BATCH_SIZES,
     threads: int = 1,
-    warmup: int = 20,
-    iterations: int = 200,
+    warmup: int = bench.DEFAULT_WARMUP,
+    iterations: int = bench.DEFAULT_ITERATIONS,
     with_torch: bool = True,
     progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """The latency sweep; the summary goes into the manifest."""
-    from vae_export.bench import bench, record
     from vae_export.ortsession import providers_for
 
     providers_for(device)  # a missing CUDA provider is a usage error before any loading
@@ -155,8 +154,8 @@ def bench_artifacts(
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
-    report = bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress)
-    record(artifacts, report)
+    report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress)
+    bench.record(artifacts, report)
     return report
 
 
