@@ -74,3 +74,20 @@ def test_cli_defaults_match_the_library():
     assert (default("bench", "warmup"), default("bench", "iterations")) == (bench.DEFAULT_WARMUP, bench.DEFAULT_ITERATIONS)
     assert default("bench", "max_regression") == bench.DEFAULT_MAX_REGRESSION
     assert default("export", "opset") == DEFAULT_OPSET
+
+
+def test_python_dash_m():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "vae_export", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "vae-export, version" in result.stdout
+
+
+def test_progress_only_for_a_terminal(capsys):
+    from vae_export.progress import Progress
+
+    Progress()("hidden: stderr is not a terminal under pytest")
+    Progress(quiet=True, force=None)("hidden: quiet")
+    Progress(force=True)("shown")
+    assert capsys.readouterr().err == "shown\n"
