@@ -430,3 +430,12 @@ def test_model_option_not_importable(tmp_path, runner, checkpoint):
     result = export_with(runner, tmp_path, checkpoint, "--model", "no_such_module_xyz:VAE")
     assert result.exit_code == 2
     one_line_error(result, "--model 'no_such_module_xyz:VAE': cannot import no_such_module_xyz")
+
+
+def test_runtime_refuses_external_data_outside_directory(tmp_path, exported_dir):
+    # The torch-free runtime has no onnx package to inspect the file; ONNX Runtime's own
+    # path validation (1.20+) refuses it, and the runtime reports that in one line.
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 2_000_000)
+    path = _external(tmp_path, exported_dir, "../secret.bin")
+    with pytest.raises(Exception, match="ONNX Runtime cannot load it.*escapes model directory"):
+        VAEDecoder(path)
