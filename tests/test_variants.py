@@ -58,3 +58,12 @@ def test_ort_format_runs(variants_dir):
     decoder = VAEDecoder(variants_dir / "decoder.ort")
     np.testing.assert_allclose(decoder.sample(3, seed=1), VAEDecoder(variants_dir / "decoder.onnx").sample(3, seed=1),
                                atol=1e-5)
+
+
+def test_inspect_ort_file(variants_dir, runner):
+    from vae_export.cli import main
+
+    result = runner.invoke(main, ["inspect", str(variants_dir / "decoder.ort")])
+    assert result.exit_code == 0, result.output
+    assert "ORT format" in result.output and "input  z" in result.output
+    assert "vae_export.role = decoder" in result.output

@@ -381,7 +381,7 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def inspect(onnx_file: Path, json_path: Path | None) -> None:
-    """Show an .onnx file's signature, opset, metadata, size and op counts.
+    """Show an .onnx file's signature, opset, metadata, size and op counts (.ort: signature and metadata).
 
     \b
     Example:
@@ -391,14 +391,18 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
 
     info = describe(onnx_file)
     _write_json(json_path, json.dumps(info, indent=2))
-    click.echo(f"{info['file']}  {info['bytes']:,} bytes  opset {info['opset']}  ir {info['ir_version']}  {info['producer']}")
+    if info.get("format") == "ort":
+        click.echo(f"{info['file']}  {info['bytes']:,} bytes  ORT format")
+    else:
+        click.echo(f"{info['file']}  {info['bytes']:,} bytes  opset {info['opset']}  ir {info['ir_version']}  {info['producer']}")
     for kind in ("inputs", "outputs"):
         for v in info[kind]:
             click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
     for key, value in info["metadata"].items():
         click.echo(f"  meta   {key} = {value}")
-    click.echo(f"  params {info['parameters']:,} in {info['initializers']} initializers")
-    click.echo("  ops    " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
+    if "ops" in info:
+        click.echo(f"  params {info['parameters']:,} in {info['initializers']} initializers")
+        click.echo("  ops    " + ", ".join(f"{k} x{v}" for k, v in info["ops"].items()))
 
 
 # ---- web --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_js
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
 from vae_export.errors import UsageError, VAEExportError
-from vae_export.onnxinfo import load_onnx, opset, signature
+from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
 
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
@@ -185,7 +185,8 @@ def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
         opset_version: int | None = opset(model)
         sig = signature(model)
     else:  # .ort is a flatbuffer, not an ONNX proto: ONNX Runtime reports its signature
-        opset_version, sig = None, _ort_signature(path)
+        ort_sig = ort_signature(path)
+        opset_version, sig = None, {k: ort_sig[k] for k in ("inputs", "outputs")}
     return {
         "file": path.name,
         "graph": graph,
@@ -195,17 +196,6 @@ def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
         "opset": opset_version,
         **sig,
     }
-
-
-def _ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-    def values(items: Any) -> list[dict[str, Any]]:
-        return [{"name": v.name, "dtype": v.type.removeprefix("tensor(").rstrip(")"), "shape": list(v.shape)} for v in items]
-
-    return {"inputs": values(session.get_inputs()), "outputs": values(session.get_outputs())}
 
 
 def library_versions() -> dict[str, str]:

@@ -102,8 +102,27 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
 
 
+def ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Signature of a .ort file (a flatbuffer, not an ONNX proto), as ONNX Runtime reports it."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's own exception types
+        raise VAEExportError(f"{path}: not a valid ORT-format model ({str(exc).strip().splitlines()[0]})") from None
+
+    def values(items: Any) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": v.type.removeprefix("tensor(").rstrip(")"), "shape": list(v.shape)} for v in items]
+
+    return {"inputs": values(session.get_inputs()), "outputs": values(session.get_outputs()),
+            "metadata": dict(session.get_modelmeta().custom_metadata_map)}
+
+
 def describe(path: Path) -> dict[str, Any]:
-    """What `vae-export inspect` shows: signature, opset, metadata, size, op counts."""
+    """What `vae-export inspect` shows: signature, opset, metadata, size, op counts (for .ort
+    files: what ONNX Runtime reports, the signature and metadata)."""
+    if path.suffix == ".ort":
+        return {"file": str(path), "bytes": path.stat().st_size, "format": "ort", **ort_signature(path)}
     model = load_onnx(path)
     return {
         "file": str(path),
