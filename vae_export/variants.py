@@ -97,16 +97,15 @@ def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> Non
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        # Gemm outputs stay float: the last Gemm of each graph produces mu/logvar or the
-        # decoder's logits, whose wide range (saturated pixels) 8 bits cannot hold without
-        # visible error; weights and the inputs of every Gemm are still int8.
+        # No QuantizeLinear right after a Gemm: the encoder's mu and logvar come out in float
+        # (their error gates verify). In the decoder the logits still get quantised once,
+        # after the Reshape and before the Sigmoid; weights and Gemm inputs stay int8.
         extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm"]},
     )
 
 
 def _fp16(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
-
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
@@ -135,12 +134,14 @@ def _ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
         converter_log = logging.getLogger("ort_format_model.utils")
         level = converter_log.level
         converter_log.setLevel(logging.WARNING)  # it logs each config file it writes at INFO
-        with contextlib.redirect_stdout(io.StringIO()):
-            convert_onnx_models_to_ort(
-                work / src.name, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
-                save_optimized_onnx_model=True,
-            )
-        converter_log.setLevel(level)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                convert_onnx_models_to_ort(
+                    work / src.name, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
+                    save_optimized_onnx_model=True,
+                )
+        finally:
+            converter_log.setLevel(level)
         ort_files = list(work.glob("*.ort"))
         optimized = list(work.glob("*.optimized.onnx"))
         if len(ort_files) != 1 or len(optimized) != 1:
