@@ -28,7 +28,7 @@ from torch import nn
 
 from vae_export import __version__
 from vae_export.artifacts import atomic_write_bytes, sha256_file
-from vae_export.errors import UsageError, VAEExportError
+from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.model import VAE, VAEConfig
 
 CONFIG_KEY = "vae_export.config"
@@ -72,6 +72,11 @@ class _EncodeGraph(nn.Module):
         return mu, logvar
 
 
+def _decode_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The user's decode(z), or the seed's `decoder` attribute."""
+    return module.decode if hasattr(module, "decode") else module.decoder
+
+
 class _DecodeGraph(nn.Module):
     """z -> x_hat [B, C, H, W]; the reshape makes flat user decoders meet the contract."""
 
@@ -88,8 +93,7 @@ class _DecodeGraph(nn.Module):
         return self.module.decode if hasattr(self.module, "decode") and not self.reshape else self
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        decode = self.module.decode if hasattr(self.module, "decode") else self.module.decoder
-        x_hat = decode(z)
+        x_hat = _decode_fn(self.module)(z)
         return x_hat.reshape(-1, *self.image_shape) if self.reshape else x_hat
 
 
@@ -141,7 +145,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             metadata = fh.metadata() or {}
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise VAEExportError(f"--checkpoint {path}: not a valid safetensors file ({_first_line(exc)})") from None
+        raise VAEExportError(f"--checkpoint {path}: not a valid safetensors file ({first_line(exc)})") from None
     return tensors, metadata
 
 
@@ -153,7 +157,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise VAEExportError(
             f"--checkpoint {path}: not a plain tensor state dict; refused to load it "
-            f"({_first_line(exc)})"
+            f"({first_line(exc)})"
         ) from None
     if not isinstance(state, dict) or not state:
         raise VAEExportError(
@@ -167,11 +171,6 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
                 f"holding {type(value).__name__}"
             )
     return dict(state)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -329,7 +328,7 @@ def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -
     except Exception as exc:  # the user's model failed on a well-formed input
         raise VAEExportError(
             f"--checkpoint {path}: encode failed on a zero batch of shape "
-            f"{[2, *shape]} ({_first_line(exc)}); check --image-shape"
+            f"{[2, *shape]} ({first_line(exc)}); check --image-shape"
         ) from None
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise VAEExportError(f"--checkpoint {path}: encode(x) must return (mu, logvar), two tensors")
@@ -344,12 +343,11 @@ def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -
 
 def _trial_decode(module: nn.Module, latent: int, shape: tuple[int, int, int], path: Path) -> bool:
     """Decode a zero batch; returns whether x_hat needs reshaping to [B, C, H, W]."""
-    decode = module.decode if hasattr(module, "decode") else module.decoder
     try:
         with torch.inference_mode():
-            x_hat = decode(torch.zeros(2, latent))
+            x_hat = _decode_fn(module)(torch.zeros(2, latent))
     except Exception as exc:  # the user's model failed on a well-formed input
-        raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape [2, {latent}] ({_first_line(exc)})") from None
+        raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape [2, {latent}] ({first_line(exc)})") from None
     if not isinstance(x_hat, torch.Tensor) or x_hat.shape[0] != 2 or x_hat.numel() != 2 * math.prod(shape):
         found = list(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
         raise VAEExportError(

@@ -15,7 +15,7 @@ import click
 
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
-from vae_export.errors import CheckFailed, VAEExportError
+from vae_export.errors import CheckFailed, VAEExportError, first_line
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
 
@@ -41,9 +41,8 @@ class _Group(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
+                f"internal error: {type(exc).__name__}: {first_line(exc, '')} (rerun with --debug for the traceback)"
             ) from None
 
 

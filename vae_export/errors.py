@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message (third-party errors can run to pages), or
+    `default` (else the exception's type name) when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else (type(exc).__name__ if default is None else default)
+
+
 class VAEExportError(Exception):
     """Something the user can fix: a failed check, a bad file, a broken checkpoint (exit 1)."""
 

@@ -26,7 +26,7 @@ from vae_export import __version__
 from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_json, sha256_file
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
-from vae_export.errors import UsageError, VAEExportError
+from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
 
 DEFAULT_OPSET = 18
@@ -162,7 +162,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
         onnx.checker.check_model(str(path), full_check=True)
         onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({str(exc).splitlines()[0]})") from None
+        raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({first_line(exc)})") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for batch in CHECK_BATCHES:
@@ -216,8 +216,7 @@ def export_graph(
     except VAEExportError:
         raise
     except Exception as exc:  # the exporter's own errors are long; keep the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first})") from None
+        raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first_line(exc)})") from None
     with torch.inference_mode():
         outputs = module(example)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)

@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 from onnx import TensorProto
 
-from vae_export.errors import UsageError, VAEExportError
+from vae_export.errors import UsageError, VAEExportError, first_line
 
 
 def _all_tensors(graph: onnx.GraphProto) -> list[TensorProto]:
@@ -66,8 +66,7 @@ def load_onnx(path: Path, check: bool = True) -> onnx.ModelProto:
             # onnx.load accepts an empty file as an empty model; the checker does not.
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
-            raise VAEExportError(f"{path}: not a valid ONNX model ({first})") from None
+            raise VAEExportError(f"{path}: not a valid ONNX model ({first_line(exc, 'invalid model')})") from None
     return model
 
 
@@ -109,7 +108,7 @@ def ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own exception types
-        raise VAEExportError(f"{path}: not a valid ORT-format model ({str(exc).strip().splitlines()[0]})") from None
+        raise VAEExportError(f"{path}: not a valid ORT-format model ({first_line(exc)})") from None
 
     def values(items: Any) -> list[dict[str, Any]]:
         return [{"name": v.name, "dtype": v.type.removeprefix("tensor(").rstrip(")"), "shape": list(v.shape)} for v in items]

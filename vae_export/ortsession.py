@@ -7,7 +7,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from vae_export.contract import GraphSpec
-from vae_export.errors import UsageError, VAEExportError
+from vae_export.errors import UsageError, VAEExportError, first_line
 
 DEVICES = ("cpu", "cuda")
 GPU_INSTALL_HINT = (
@@ -53,7 +53,7 @@ def make_session(
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({str(exc).strip().splitlines()[0]})") from None
+        raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     if spec is not None:
         inputs = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]

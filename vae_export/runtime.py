@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
-from vae_export.errors import VAEExportError
+from vae_export.errors import VAEExportError, first_line
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
 
@@ -47,7 +47,7 @@ class _Graph:
                 str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
             )
         except Exception as exc:  # ORT's own exception types
-            raise VAEExportError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise VAEExportError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
         if [i.name for i in inputs] != [self.spec.input_name] or outputs != list(self.spec.output_names):
