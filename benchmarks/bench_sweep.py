@@ -9,7 +9,10 @@
 3. Measures the machine limit: single-thread float32 matmul throughput (torch.mm on
    1024x1024 matrices, best of several runs), and reports the decoder's FLOP/s at batch 256
    as a fraction of it.
-4. Prints markdown tables for benchmarks/RESULTS.md and writes the raw report as JSON.
+4. Measures what ONNX Runtime's kernels allow for the two decoder targets (`ceilings.py`):
+   the decoder's big product alone, fp32 at batch 1 against PyTorch's decoder, and the bare
+   int8 product against fp32 at batch 256.
+5. Prints markdown tables for benchmarks/RESULTS.md and writes the raw report as JSON.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from vae_export.bench import bench, environment
+from ceilings import measure as measure_ceilings
+from vae_export.bench import bench, environment, torch_call
 from vae_export.checkpoint import load_model, save_checkpoint
 from vae_export.data import load_digits
 from vae_export.export import export, resolve_checkpoint
@@ -105,6 +110,9 @@ def main() -> int:
         "decoder_b256_fraction_of_matmul": decoder_gflops / limit,
         "decoder_b1_speedup_vs_torch": p50("decoder", "fp32", "torch", 1) / p50("decoder", "fp32", "onnxruntime", 1),
     }
+    torch.set_num_threads(args.threads)
+    z1 = np.random.default_rng(1).standard_normal((1, model["latent_dim"])).astype(np.float32)
+    summary.update(measure_ceilings(hidden, pixels, torch_call(loaded.decoder, z1, "cpu"), threads=args.threads))
     variants = {r["variant"] for r in rows}
     for v in ("int8", "int8-static", "fp16"):
         if v in variants:

@@ -128,7 +128,7 @@ def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, devi
         binding.bind_cpu_input(spec.input_name, x)
         outputs = [np.empty_like(out) for out in session.run(list(spec.output_names), {spec.input_name: x})]
         for name, buffer in zip(spec.output_names, outputs):
-            binding.bind_output(name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
+            binding.bind_output(name, "cpu", 0, buffer.dtype, list(buffer.shape), buffer.ctypes.data)
     run = session.run_with_iobinding
 
     def call() -> Any:
