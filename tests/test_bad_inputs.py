@@ -338,6 +338,7 @@ def test_runtime_casts_float64(exported_dir):
 @pytest.mark.parametrize("args,fragment", [
     (["verify", "--batch-sizes", "0"], "Invalid value for '--batch-sizes': expected batch sizes of at least 1"),
     (["bench", "--batch-sizes", "1,x"], "Invalid value for '--batch-sizes'"),
+    (["bench", "--min-time", "-1"], "Invalid value for '--min-time'"),
     (["train", "--epochs", "-3"], "Invalid value for '--epochs'"),
     (["train", "--lr", "0"], "Invalid value for '--lr'"),
     (["export", "--variant", "int4"], "Invalid value for '--variant'"),

@@ -1,9 +1,10 @@
 import copy
 import json
+import time
 
 import torch
 
-from vae_export.bench import bench, compare_baseline
+from vae_export.bench import bench, compare_baseline, time_interleaved
 from vae_export.checkpoint import load_model
 from vae_export.cli import main
 from vae_export.ortsession import session_options
@@ -80,3 +81,31 @@ def test_threads_honoured(artifacts):
     assert torch.get_num_threads() == before  # restored
     assert report["env"]["threads"] == 2 and {r["threads"] for r in report["results"]} == {2}
     assert session_options(3).intra_op_num_threads == 3
+
+
+def test_time_budget_adds_calls_to_fast_rows_only():
+    fast_calls, slow_calls = [], []
+
+    def fast():
+        fast_calls.append(1)
+
+    def slow():
+        slow_calls.append(1)
+        time.sleep(0.004)
+
+    fast_t, slow_t = time_interleaved([fast, slow], warmup=3, iterations=5, min_time_s=0.02)
+    # 20 ms at ~4 ms a call is 5-6 calls; the fast call fills the same budget with thousands
+    assert 5 <= len(slow_t) <= 7 and len(slow_calls) == 3 + len(slow_t)
+    assert len(fast_t) > 100 and len(fast_calls) == 3 + len(fast_t)
+    assert slow_t.sum() >= 0.02 * 1e3 * 0.8  # ms: the slow row really spent (about) the budget
+    no_budget = time_interleaved([fast, slow], warmup=0, iterations=5)
+    assert [len(t) for t in no_budget] == [5, 5]
+
+
+def test_cli_min_time_reported(artifacts, runner, tmp_path):
+    result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--batch-sizes", "1", "--warmup", "3",
+                                  "--iterations", "5", "--min-time", "0.05", "--no-torch", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["min_time_s"] == 0.05
+    assert all(r["iterations"] > 5 for r in report["results"])

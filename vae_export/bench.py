@@ -18,6 +18,7 @@ PyTorch runs under `torch.inference_mode()` with `torch.set_num_threads(--thread
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -78,24 +79,39 @@ def environment(threads: int, device: str) -> dict[str, Any]:
 
 
 def time_interleaved(
-    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS
+    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS, min_time_s: float = 0.0
 ) -> list[np.ndarray]:
     """Time several calls in alternating rounds, so that drift in the machine's load (other
-    processes, frequency changes) falls on every engine alike and ratios stay fair."""
-    for call in calls:
-        for _ in range(warmup):
-            call()
-    per_round = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
-    times = [np.empty(iterations, dtype=np.int64) for _ in calls]
-    done = 0
-    for count in per_round:
-        for call, out in zip(calls, times):
-            for i in range(done, done + count):
+    processes, frequency changes) falls on every engine alike and ratios stay fair.
+
+    Each call is timed `iterations` times, or more when `min_time_s` asks for it: enough calls
+    to fill that many seconds at the call's median warm-up time. Fast rows then get many more
+    samples (stable p99s) for the same wall time as a few slow ones."""
+    counts = [max(iterations, _calls_to_fill(call, warmup, min_time_s)) for call in calls]
+    times = [np.empty(count, dtype=np.int64) for count in counts]
+    done = [0] * len(calls)
+    for r in range(rounds):
+        for i, (call, out) in enumerate(zip(calls, times)):
+            share = counts[i] // rounds + (1 if r < counts[i] % rounds else 0)
+            for j in range(done[i], done[i] + share):
                 start = time.perf_counter_ns()
                 call()
-                out[i] = time.perf_counter_ns() - start
-        done += count
+                out[j] = time.perf_counter_ns() - start
+            done[i] += share
     return [t / 1e6 for t in times]
+
+
+def _calls_to_fill(call: Callable[[], Any], warmup: int, min_time_s: float) -> int:
+    """Runs the warm-up (timed, at least one call when a time budget needs an estimate) and
+    returns how many calls fill `min_time_s` at the median warm-up time (0 without a budget)."""
+    spent = []
+    for _ in range(max(warmup, 1 if min_time_s > 0 else 0)):
+        start = time.perf_counter_ns()
+        call()
+        spent.append(time.perf_counter_ns() - start)
+    if min_time_s <= 0:
+        return 0
+    return math.ceil(min_time_s * 1e9 / max(float(np.median(spent)), 1.0))
 
 
 def stats(times_ms: np.ndarray, batch: int) -> dict[str, float]:
@@ -172,8 +188,10 @@ def bench(
     graphs: tuple[str, ...] = ("encoder", "decoder"),
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
+    min_time_s: float = 0.0,
 ) -> dict[str, Any]:
-    """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch."""
+    """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch;
+    `min_time_s` is the time budget of `time_interleaved`."""
     manifest = load_manifest(artifacts)
     provider = providers_for(device)[0]
     entries = [e for e in manifest["artifacts"] if e["graph"] in graphs and (variants is None or e["variant"] in variants)]
@@ -200,7 +218,7 @@ def bench(
                 calls = [ort_call(session, spec, x, device) for _, session in sessions]
                 if module is not None:
                     calls.append(torch_call(module, x, device))
-                timings = time_interleaved(calls, warmup, iterations)
+                timings = time_interleaved(calls, warmup, iterations, min_time_s=min_time_s)
                 base = {"graph": role, "batch": batch, "threads": threads}
                 for (entry, _), times in zip(sessions, timings):
                     results.append({**base, "variant": entry["variant"], "engine": "onnxruntime", "provider": provider,
@@ -213,7 +231,8 @@ def bench(
     finally:
         torch.set_num_threads(previous_threads)
     _add_speedups(results)
-    return {"env": environment(threads, device), "warmup": warmup, "iterations": iterations, "results": results}
+    return {"env": environment(threads, device), "warmup": warmup, "iterations": iterations,
+            "min_time_s": min_time_s, "results": results}
 
 
 def _input(spec: GraphSpec, batch: int, manifest: dict[str, Any]) -> np.ndarray:

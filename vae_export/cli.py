@@ -301,6 +301,8 @@ def _raise_if_failed(report: dict[str, Any]) -> None:
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed calls per shape.")
 @click.option("--iterations", type=click.IntRange(min=1), default=200, show_default=True, help="Timed calls per shape.")
+@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows).")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -309,7 +311,7 @@ def _raise_if_failed(report: dict[str, Any]) -> None:
               help="Fail when p50 > RATIO x the baseline's p50.")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
-          batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, no_torch: bool,
+          batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, min_time: float, no_torch: bool,
           json_path: Path | None, baseline: Path | None, max_regression: float, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
@@ -324,7 +326,7 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     from vae_export.pipeline import bench_artifacts
 
     report = bench_artifacts(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
-                             iterations, not no_torch, _progress(quiet))
+                             iterations, not no_torch, _progress(quiet), min_time)
     _print_bench(report)
     _write_json(json_path, json.dumps(report, indent=2))
     if baseline is not None:

@@ -143,6 +143,7 @@ def bench_artifacts(
     iterations: int = bench.DEFAULT_ITERATIONS,
     with_torch: bool = True,
     progress: Progress = SILENT,
+    min_time_s: float = 0.0,
 ) -> dict[str, Any]:
     """The latency sweep; the summary goes into the manifest."""
     from vae_export.ortsession import providers_for
@@ -154,7 +155,8 @@ def bench_artifacts(
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
-    report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress)
+    report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress,
+                         min_time_s=min_time_s)
     bench.record(artifacts, report)
     return report
 
