@@ -97,7 +97,7 @@ def test_time_budget_adds_calls_to_fast_rows_only():
     # 20 ms at ~4 ms a call is 5-6 calls; the fast call fills the same budget with thousands
     assert 5 <= len(slow_t) <= 7 and len(slow_calls) == 3 + len(slow_t)
     assert len(fast_t) > 100 and len(fast_calls) == 3 + len(fast_t)
-    assert slow_t.sum() >= 0.02 * 1e3 * 0.8  # ms: the slow row really spent (about) the budget
+    assert slow_t.sum() >= 20 and fast_t.sum() >= 20  # ms: each row's timed calls fill the budget
     no_budget = time_interleaved([fast, slow], warmup=0, iterations=5)
     assert [len(t) for t in no_budget] == [5, 5]
 

@@ -84,34 +84,44 @@ def time_interleaved(
     """Time several calls in alternating rounds, so that drift in the machine's load (other
     processes, frequency changes) falls on every engine alike and ratios stay fair.
 
-    Each call is timed `iterations` times, or more when `min_time_s` asks for it: enough calls
-    to fill that many seconds at the call's median warm-up time. Fast rows then get many more
-    samples (stable p99s) for the same wall time as a few slow ones."""
-    counts = [max(iterations, _calls_to_fill(call, warmup, min_time_s)) for call in calls]
-    times = [np.empty(count, dtype=np.int64) for count in counts]
-    done = [0] * len(calls)
+    Each call is timed `iterations` times, or more when `min_time_s` asks for it: as many calls
+    as it takes for that call's timed durations to add up to `min_time_s`. Fast rows then get
+    many more samples (stable p99s) for the same wall time as a few slow ones."""
+    budget_ns = min_time_s * 1e9
+    counts = [max(iterations, _calls_to_fill(call, warmup, budget_ns)) for call in calls]
+    times: list[list[int]] = [[] for _ in calls]
     for r in range(rounds):
-        for i, (call, out) in enumerate(zip(calls, times)):
-            share = counts[i] // rounds + (1 if r < counts[i] % rounds else 0)
-            for j in range(done[i], done[i] + share):
-                start = time.perf_counter_ns()
-                call()
-                out[j] = time.perf_counter_ns() - start
-            done[i] += share
-    return [t / 1e6 for t in times]
+        _round(calls, times, [c // rounds + (1 if r < c % rounds else 0) for c in counts])
+    # The warm-up estimate runs high (first calls are cold), so rows still short of the budget
+    # get more rounds at their measured pace, spread so that they stay interleaved.
+    for left in range(rounds, 0, -1):
+        deficit = [budget_ns - sum(t) for t in times]
+        if max(deficit) <= 0:
+            break
+        _round(calls, times, [math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
+                             for d, t in zip(deficit, times)])
+    return [np.asarray(t, dtype=np.float64) / 1e6 for t in times]
 
 
-def _calls_to_fill(call: Callable[[], Any], warmup: int, min_time_s: float) -> int:
-    """Runs the warm-up (timed, at least one call when a time budget needs an estimate) and
-    returns how many calls fill `min_time_s` at the median warm-up time (0 without a budget)."""
+def _round(calls: list[Callable[[], Any]], times: list[list[int]], shares: list[int]) -> None:
+    for call, out, share in zip(calls, times, shares):
+        for _ in range(share):
+            start = time.perf_counter_ns()
+            call()
+            out.append(time.perf_counter_ns() - start)
+
+
+def _calls_to_fill(call: Callable[[], Any], warmup: int, budget_ns: float) -> int:
+    """Runs the warm-up (timed, at least one call when a budget needs an estimate) and
+    returns how many calls fill `budget_ns` at the median warm-up time (0 without a budget)."""
     spent = []
-    for _ in range(max(warmup, 1 if min_time_s > 0 else 0)):
+    for _ in range(max(warmup, 1 if budget_ns > 0 else 0)):
         start = time.perf_counter_ns()
         call()
         spent.append(time.perf_counter_ns() - start)
-    if min_time_s <= 0:
+    if budget_ns <= 0:
         return 0
-    return math.ceil(min_time_s * 1e9 / max(float(np.median(spent)), 1.0))
+    return math.ceil(budget_ns / max(float(np.median(spent)), 1.0))
 
 
 def stats(times_ms: np.ndarray, batch: int) -> dict[str, float]:

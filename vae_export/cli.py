@@ -350,11 +350,12 @@ def _print_bench(report: dict[str, Any]) -> None:
     click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
                f"| torch {env['torch']} | device {env['device']}")
     click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
-               f"{'mean ms':>9} {'samples/s':>11} {'speedup':>8}")
+               f"{'mean ms':>9} {'samples/s':>11} {'speedup':>8} {'calls':>6}")
     for r in report["results"]:
         speed = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}x"
         click.echo(f"{r['graph']:<8} {r['variant']:<12} {r['engine']:<12} {r['batch']:>5} {r['p50_ms']:>9.4f} "
-                   f"{r['p90_ms']:>9.4f} {r['p99_ms']:>9.4f} {r['mean_ms']:>9.4f} {r['throughput_per_s']:>11,.0f} {speed:>8}")
+                   f"{r['p90_ms']:>9.4f} {r['p99_ms']:>9.4f} {r['mean_ms']:>9.4f} {r['throughput_per_s']:>11,.0f} {speed:>8} "
+                   f"{r['iterations']:>6}")
 
 
 # ---- sample / inspect -------------------------------------------------------------------------
