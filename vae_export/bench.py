@@ -94,12 +94,13 @@ def time_interleaved(
         _round(calls, times, [c // rounds + (1 if r < c % rounds else 0) for c in counts])
     # The warm-up estimate runs high (first calls are cold), so rows still short of the budget
     # get more rounds at their measured pace, spread so that they stay interleaved.
-    for left in range(rounds, 0, -1):
-        deficit = [budget_ns - sum(t) for t in times]
-        if max(deficit) <= 0:
-            break
+    # Each pass runs at least one call of every short row, so the loop ends.
+    passes = 0
+    while max(deficit := [budget_ns - sum(t) for t in times], default=0) > 0:
+        left = max(rounds - passes, 1)
         _round(calls, times, [math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
                              for d, t in zip(deficit, times)])
+        passes += 1
     return [np.asarray(t, dtype=np.float64) / 1e6 for t in times]
 
 
