@@ -92,9 +92,9 @@ def time_interleaved(
     times: list[list[int]] = [[] for _ in calls]
     for r in range(rounds):
         _round(calls, times, [c // rounds + (1 if r < c % rounds else 0) for c in counts])
-    # The warm-up estimate runs high (first calls are cold), so rows still short of the budget
-    # get more rounds at their measured pace, spread so that they stay interleaved.
-    # Each pass runs at least one call of every short row, so the loop ends.
+    # The warm-up estimate runs high (first calls are cold): rows still short of the budget get
+    # more passes at their measured pace, spread so that they stay interleaved. Every pass runs
+    # at least one call of each short row, so the loop ends.
     passes = 0
     while max(deficit := [budget_ns - sum(t) for t in times], default=0) > 0:
         left = max(rounds - passes, 1)
@@ -115,11 +115,8 @@ def _round(calls: list[Callable[[], Any]], times: list[list[int]], shares: list[
 def _calls_to_fill(call: Callable[[], Any], warmup: int, budget_ns: float) -> int:
     """Runs the warm-up (timed, at least one call when a budget needs an estimate) and
     returns how many calls fill `budget_ns` at the median warm-up time (0 without a budget)."""
-    spent = []
-    for _ in range(max(warmup, 1 if budget_ns > 0 else 0)):
-        start = time.perf_counter_ns()
-        call()
-        spent.append(time.perf_counter_ns() - start)
+    spent: list[int] = []
+    _round([call], [spent], [max(warmup, 1 if budget_ns > 0 else 0)])
     if budget_ns <= 0:
         return 0
     return math.ceil(budget_ns / max(float(np.median(spent)), 1.0))
