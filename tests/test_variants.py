@@ -67,3 +67,31 @@ def test_inspect_ort_file(variants_dir, runner):
     assert result.exit_code == 0, result.output
     assert "ORT format" in result.output and "input  z" in result.output
     assert "vae_export.role = decoder" in result.output
+
+
+def test_reexport_with_fewer_variants_removes_their_files(variants_dir, tmp_path, runner):
+    d = tmp_path / "v"
+    shutil.copytree(variants_dir, d)
+    (d / "notes.onnx").write_bytes(b"the user's own file")
+    result = runner.invoke(main, ["export", "--artifacts", str(d), "--variant", "fp16"])
+    assert result.exit_code == 0, result.output
+    for variant, files in VARIANT_FILES.items():
+        for name in files:
+            assert (d / name).is_file() == (variant == "fp16"), name
+            assert (f"removed {name} " in result.output) == (variant != "fp16")
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert {e["variant"] for e in manifest["artifacts"]} == {"fp32", "fp16"}
+    assert (d / "notes.onnx").read_bytes() == b"the user's own file"  # never ours, never touched
+    assert (d / "vae.safetensors").is_file()
+
+
+def test_tampered_manifest_cannot_direct_the_removal(artifacts, tmp_path, runner):
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes(b"keep")
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    manifest["artifacts"] += [{"file": "../outside.onnx"}, {"file": str(outside)}, {"file": "vae.safetensors"}]
+    (artifacts / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(main, ["export", "--artifacts", str(artifacts)])
+    assert result.exit_code == 0, result.output
+    assert "removed" not in result.output
+    assert outside.read_bytes() == b"keep" and (artifacts / "vae.safetensors").is_file()

@@ -207,6 +207,8 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     result = export_into(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
     for entry in result.manifest["artifacts"]:
         click.echo(f"{entry['file']:<28} {entry['bytes']:>10,} bytes  sha256 {entry['sha256'][:12]}")
+    for path in result.removed:
+        click.echo(f"removed {path.name} (from the previous export, not rebuilt by this one)")
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
 
 

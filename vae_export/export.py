@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import onnx
 import torch
 
 from vae_export import __version__
-from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_json, sha256_file
+from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_json, load_manifest, sha256_file
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
 from vae_export.errors import UsageError, VAEExportError, first_line
@@ -46,6 +46,7 @@ class ExportResult:
     files: list[Path]
     manifest: dict[str, Any]
     seconds: float
+    removed: list[Path] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -274,7 +275,7 @@ def export(
     the previous artifacts as they were and no temporary files behind."""
     import time
 
-    from vae_export.variants import VARIANTS, build_variant
+    from vae_export.variants import LISTED_VARIANTS, VARIANTS, build_variant
 
     if exporter not in EXPORTERS:
         raise UsageError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
@@ -299,6 +300,7 @@ def export(
                     staged.append(path)
                     entries.append(artifact_entry(path, spec.role, name))
         manifest = build_manifest(loaded, entries, opset_version, exporter, artifacts_dir)
+        stale = _stale_files(artifacts_dir, {p.name for p in staged}, LISTED_VARIANTS)
         # Everything, the manifest included, is written and checked in staging first: a
         # full disk or a failed check surfaces before any old artifact is replaced. What
         # follows are renames within one directory, which need no space.
@@ -312,4 +314,24 @@ def export(
         raise VAEExportError(f"--artifacts {artifacts_dir}: cannot write the artifacts ({exc.strerror or exc})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started)
+    # Only once the new manifest is in place: graphs of the previous export that this one did
+    # not rebuild would otherwise sit beside the new ones, from another checkpoint.
+    removed = []
+    for path in stale:
+        with contextlib.suppress(OSError):  # a file we cannot remove is not a failed export
+            path.unlink()
+            removed.append(path)
+    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed)
+
+
+def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ...]) -> list[Path]:
+    """Graph files the previous manifest lists and this export did not write (say
+    decoder.int8.onnx after an export without --variant int8). Only names this tool writes
+    are candidates, so a tampered manifest cannot point the removal anywhere else."""
+    try:
+        previous = load_manifest(artifacts_dir)
+    except VAEExportError:  # no manifest, or not ours: nothing is known to be stale
+        return []
+    ours = {graph_filename(spec.role, v) for spec in (ENCODER, DECODER) for v in variants} - written
+    listed = {e.get("file") for e in previous["artifacts"] if isinstance(e, dict)}
+    return [artifacts_dir / name for name in sorted(ours & listed) if (artifacts_dir / name).is_file()]

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from vae_export.contract import META_PREFIX, GraphSpec, graph_filename
+from vae_export.contract import FP32, META_PREFIX, GraphSpec, graph_filename
 from vae_export.errors import VAEExportError
 
 VARIANTS = ("int8", "int8-static", "fp16", "ort")
+# Every variant name a manifest can list: the `ort` variant also writes the `optimized` ONNX.
+LISTED_VARIANTS = (FP32, "int8", "int8-static", "fp16", "optimized", "ort")
 CALIBRATION_SAMPLES = 256
 
 
