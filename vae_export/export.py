@@ -318,7 +318,7 @@ def export(
     # not rebuild would otherwise sit beside the new ones, from another checkpoint.
     removed = []
     for path in stale:
-        with contextlib.suppress(OSError):  # a file we cannot remove is not a failed export
+        with contextlib.suppress(OSError):  # already gone, or cannot be removed: not a failed export
             path.unlink()
             removed.append(path)
     return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed)
@@ -334,4 +334,4 @@ def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ..
         return []
     ours = {graph_filename(spec.role, v) for spec in (ENCODER, DECODER) for v in variants} - written
     listed = {e.get("file") for e in previous["artifacts"] if isinstance(e, dict)}
-    return [artifacts_dir / name for name in sorted(ours & listed) if (artifacts_dir / name).is_file()]
+    return [artifacts_dir / name for name in sorted(ours & listed)]

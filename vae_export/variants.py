@@ -26,8 +26,9 @@ from vae_export.contract import FP32, META_PREFIX, GraphSpec, graph_filename
 from vae_export.errors import VAEExportError
 
 VARIANTS = ("int8", "int8-static", "fp16", "ort")
-# Every variant name a manifest can list: the `ort` variant also writes the `optimized` ONNX.
-LISTED_VARIANTS = (FP32, "int8", "int8-static", "fp16", "optimized", "ort")
+OPTIMIZED = "optimized"  # written by the `ort` variant beside the .ort file
+# Every variant name a manifest can list.
+LISTED_VARIANTS = (FP32, *VARIANTS, OPTIMIZED)
 CALIBRATION_SAMPLES = 256
 
 
@@ -153,13 +154,13 @@ def _ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
         if len(ort_files) != 1 or len(optimized) != 1:
             raise VAEExportError(f"{src.name}: ONNX Runtime's .ort converter produced {[p.name for p in work.iterdir()]}")
         ort_path = src.parent / graph_filename(spec.role, "ort")
-        opt_path = src.parent / graph_filename(spec.role, "optimized")
+        opt_path = src.parent / graph_filename(spec.role, OPTIMIZED)
         ort_files[0].replace(ort_path)
         optimized[0].replace(opt_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _retag(opt_path, onnx.load(str(src)), "optimized")
-    return [(opt_path, "optimized"), (ort_path, "ort")]
+    _retag(opt_path, onnx.load(str(src)), OPTIMIZED)
+    return [(opt_path, OPTIMIZED), (ort_path, "ort")]
 
 
 def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibration: Any) -> list[tuple[Path, str]]:
