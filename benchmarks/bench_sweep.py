@@ -32,7 +32,8 @@ from ceilings import measure as measure_ceilings
 from vae_export.bench import bench, environment, torch_call
 from vae_export.checkpoint import load_model, save_checkpoint
 from vae_export.data import load_digits
-from vae_export.export import export, resolve_checkpoint
+from vae_export.export import export
+from vae_export.manifest import Manifest
 from vae_export.train import TrainConfig, train
 
 VARIANTS = ("int8", "int8-static", "fp16", "ort")
@@ -86,22 +87,21 @@ def main() -> int:
     args = parser.parse_args()
     artifacts = args.artifacts or Path(tempfile.mkdtemp(prefix="vae-bench-"))
     timings = prepare(artifacts)
-    reference = json.loads((artifacts / "manifest.json").read_text())["checkpoint"]["path"]
-    loaded = load_model(resolve_checkpoint(reference, artifacts))
+    loaded = load_model(Manifest.read(artifacts).checkpoint(artifacts))
     limit_before = matmul_gflops()
     report = bench(artifacts, loaded, threads=args.threads, iterations=args.iterations, warmup=30)
     limit_after = matmul_gflops()
     limit = max(limit_before, limit_after)
-    manifest = json.loads((artifacts / "manifest.json").read_text())
-    model = manifest["model"]
-    pixels = math.prod(model["image_shape"])
-    hidden = model["config"].get("hidden_dim", 400)
+    manifest = Manifest.read(artifacts)
+    model = manifest.model
+    pixels = math.prod(model.image_shape)
+    hidden = model.config.get("hidden_dim", 400)
     rows = report["results"]
 
     def p50(graph: str, variant: str, engine: str, batch: int) -> float:
         return next(r["p50_ms"] for r in rows if (r["graph"], r["variant"], r["engine"], r["batch"]) == (graph, variant, engine, batch))
 
-    flops = decoder_flops(model["latent_dim"], hidden, pixels, 256)
+    flops = decoder_flops(model.latent_dim, hidden, pixels, 256)
     decoder_gflops = flops / (p50("decoder", "fp32", "onnxruntime", 256) * 1e6)
     summary = {
         **timings,
@@ -111,7 +111,7 @@ def main() -> int:
         "decoder_b1_speedup_vs_torch": p50("decoder", "fp32", "torch", 1) / p50("decoder", "fp32", "onnxruntime", 1),
     }
     torch.set_num_threads(args.threads)
-    z1 = np.random.default_rng(1).standard_normal((1, model["latent_dim"])).astype(np.float32)
+    z1 = np.random.default_rng(1).standard_normal((1, model.latent_dim)).astype(np.float32)
     summary.update(measure_ceilings(hidden, pixels, torch_call(loaded.decoder, z1, "cpu"), threads=args.threads))
     variants = {r["variant"] for r in rows}
     for v in ("int8", "int8-static", "fp16"):
@@ -119,7 +119,7 @@ def main() -> int:
             for b in (1, 256):
                 summary[f"decoder_{v}_b{b}_throughput_vs_fp32"] = p50("decoder", "fp32", "onnxruntime", b) / p50("decoder", v, "onnxruntime", b)
     args.json.write_text(json.dumps({"env": environment(args.threads, "cpu"), "summary": summary, "report": report,
-                                     "sizes": {e["file"]: e["bytes"] for e in manifest["artifacts"]}}, indent=2))
+                                     "sizes": {e.file: e.bytes for e in manifest.artifacts}}, indent=2))
     env = report["env"]
     print(f"machine: {env['cpu']}, {env['cores']} cores; onnxruntime {env['onnxruntime']}, torch {env['torch']}, "
           f"threads {args.threads}, iterations {args.iterations}")
@@ -133,8 +133,8 @@ def main() -> int:
     for key, value in summary.items():
         print(f"| {key} | {value:.3f} |")
     print("\n| file | bytes |\n| --- | ---: |")
-    for e in manifest["artifacts"]:
-        print(f"| {e['file']} | {e['bytes']:,} |")
+    for e in manifest.artifacts:
+        print(f"| {e.file} | {e.bytes:,} |")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Atomic writes, sha256, and the manifest that ties the artifacts together.
+"""Atomic writes, sha256 and JSON files (the manifest itself is `vae_export.manifest`).
 
 Torch-free on purpose: the runtime and `inspect` use it without torch installed.
 """
@@ -16,10 +16,8 @@ from typing import Any
 
 from vae_export.errors import UsageError, VAEExportError
 
-MANIFEST_NAME = "manifest.json"
 CHECKPOINT_NAME = "vae.safetensors"
 TRAIN_METRICS_NAME = "train_metrics.json"
-MANIFEST_FORMAT = 1
 
 
 def sha256_file(path: Path) -> str:
@@ -89,30 +87,3 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise VAEExportError(f"{path}: not a valid {what} (expected a JSON object)")
     return data
-
-
-def load_manifest(artifacts: Path) -> dict[str, Any]:
-    path = artifacts / MANIFEST_NAME
-    if not path.is_file():
-        raise UsageError(f"{path}: no manifest; run `vae-export export --artifacts {artifacts}` first")
-    manifest = read_json(path, "manifest")
-    if manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("artifacts"), list):
-        raise VAEExportError(f"{path}: not a vae-export manifest (format {MANIFEST_FORMAT} expected)")
-    return manifest
-
-
-def update_manifest(artifacts: Path, key: str, summary: dict[str, Any]) -> None:
-    """Record a later command's summary (parity, bench) in the manifest."""
-    manifest = load_manifest(artifacts)
-    manifest[key] = summary
-    atomic_write_json(artifacts / MANIFEST_NAME, manifest)
-
-
-def check_integrity(artifacts: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per listed artifact: {"file", "sha256_ok"} (a missing file is not ok)."""
-    rows = []
-    for entry in manifest["artifacts"]:
-        path = artifacts / entry["file"]
-        ok = path.is_file() and sha256_file(path) == entry["sha256"]
-        rows.append({"file": entry["file"], "sha256_ok": ok})
-    return rows

@@ -31,9 +31,10 @@ import onnxruntime as ort
 import torch
 
 from vae_export import __version__
-from vae_export.artifacts import load_manifest, read_json, update_manifest
+from vae_export.artifacts import read_json
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import FP32, GRAPHS, GraphSpec
+from vae_export.manifest import Manifest, record_summary
 from vae_export.errors import UsageError
 from vae_export.ortsession import make_session, providers_for
 from vae_export.progress import SILENT, Progress
@@ -200,9 +201,9 @@ def bench(
 ) -> dict[str, Any]:
     """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch;
     `min_time_s` is the time budget of `time_interleaved`."""
-    manifest = load_manifest(artifacts)
+    manifest = Manifest.read(artifacts)
     provider = providers_for(device)[0]
-    entries = [e for e in manifest["artifacts"] if e["graph"] in graphs and (variants is None or e["variant"] in variants)]
+    entries = manifest.entries(graphs, variants)
     if not entries:
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
     results: list[dict[str, Any]] = []
@@ -213,7 +214,7 @@ def bench(
             spec = GRAPHS[role]
             # Every variant of a graph and PyTorch are timed together, shape by shape, in
             # alternating rounds: the ratios between them come from the same minutes.
-            sessions = [(e, make_session(artifacts / e["file"], device, threads, spec=spec)) for e in entries if e["graph"] == role]
+            sessions = [(e, make_session(artifacts / e.file, device, threads, spec=spec)) for e in entries if e.graph == role]
             if not sessions:
                 continue
             module = None
@@ -221,7 +222,7 @@ def bench(
                 module = (loaded.encoder if role == "encoder" else loaded.decoder).to(device)
             for batch in batch_sizes:
                 x = _input(spec, batch, manifest)
-                progress(f"bench {role} batch {batch:>4}: {', '.join(e['variant'] for e, _ in sessions)}"
+                progress(f"bench {role} batch {batch:>4}: {', '.join(e.variant for e, _ in sessions)}"
                          + (" + torch" if module is not None else ""))
                 calls = [ort_call(session, spec, x, device) for _, session in sessions]
                 if module is not None:
@@ -229,8 +230,8 @@ def bench(
                 timings = time_interleaved(calls, warmup, iterations, min_time_s=min_time_s)
                 base = {"graph": role, "batch": batch, "threads": threads}
                 for (entry, _), times in zip(sessions, timings):
-                    results.append({**base, "variant": entry["variant"], "engine": "onnxruntime", "provider": provider,
-                                    "file": entry["file"], **stats(times, batch)})
+                    results.append({**base, "variant": entry.variant, "engine": "onnxruntime", "provider": provider,
+                                    "file": entry.file, **stats(times, batch)})
                 if module is not None:
                     results.append({**base, "variant": FP32, "engine": "torch", "provider": device, "file": None,
                                     **stats(timings[-1], batch)})
@@ -243,11 +244,11 @@ def bench(
             "min_time_s": min_time_s, "results": results}
 
 
-def _input(spec: GraphSpec, batch: int, manifest: dict[str, Any]) -> np.ndarray:
+def _input(spec: GraphSpec, batch: int, manifest: Manifest) -> np.ndarray:
     rng = np.random.default_rng(batch)
     if spec.role == "decoder":
-        return rng.standard_normal((batch, manifest["model"]["latent_dim"])).astype(np.float32)
-    return rng.random((batch, *manifest["model"]["image_shape"]), dtype=np.float32)
+        return rng.standard_normal((batch, manifest.model.latent_dim)).astype(np.float32)
+    return rng.random((batch, *manifest.model.image_shape), dtype=np.float32)
 
 
 def _add_speedups(results: list[dict[str, Any]]) -> None:
@@ -293,4 +294,4 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(artifacts: Path, report: dict[str, Any]) -> None:
-    update_manifest(artifacts, "bench", summary(report))
+    record_summary(artifacts, "bench", summary(report))

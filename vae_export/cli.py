@@ -205,8 +205,8 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     from vae_export.pipeline import export_into
 
     result = export_into(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
-    for entry in result.manifest["artifacts"]:
-        click.echo(f"{entry['file']:<28} {entry['bytes']:>10,} bytes  sha256 {entry['sha256'][:12]}")
+    for entry in result.manifest.artifacts:
+        click.echo(f"{entry.file:<28} {entry.bytes:>10,} bytes  sha256 {entry.sha256[:12]}")
     for path in result.removed:
         click.echo(f"removed {path.name} (from the previous export, not rebuilt by this one)")
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
@@ -481,7 +481,7 @@ def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any
                    pictures: list[Path], seconds: float) -> None:
     click.echo(f"train   {metrics['dataset']}: final test loss {metrics['final_test_loss']:.2f} nats/image "
                f"({metrics['wall_time_s']:.1f} s)")
-    click.echo(f"export  {', '.join(e['file'] for e in exported.manifest['artifacts'])} ({exported.seconds:.1f} s)")
+    click.echo(f"export  {', '.join(e.file for e in exported.manifest.artifacts)} ({exported.seconds:.1f} s)")
     passed = sum(c["passed"] for c in report["checks"])
     click.echo(f"verify  {passed}/{len(report['checks'])} checks passed")
     for r in bench_report["results"]:

@@ -23,10 +23,11 @@ import onnx
 import torch
 
 from vae_export import __version__
-from vae_export.artifacts import MANIFEST_FORMAT, MANIFEST_NAME, atomic_write_json, load_manifest, sha256_file
+from vae_export.artifacts import sha256_file
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
 
 DEFAULT_OPSET = 18
@@ -44,7 +45,7 @@ _NOISY_WARNING_MODULES = (r"torch(\.|$)", r"onnxscript(\.|$)", r"onnx_ir(\.|$)",
 class ExportResult:
     artifacts_dir: Path
     files: list[Path]
-    manifest: dict[str, Any]
+    manifest: Manifest
     seconds: float
     removed: list[Path] = field(default_factory=list)
 
@@ -180,7 +181,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
                     raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch} right after export")
 
 
-def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
+def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
     if path.suffix == ".onnx":
         model = load_onnx(path)  # every listed graph, variants included, passes the checker
         opset_version: int | None = opset(model)
@@ -188,15 +189,8 @@ def artifact_entry(path: Path, graph: str, variant: str) -> dict[str, Any]:
     else:  # .ort is a flatbuffer, not an ONNX proto: ONNX Runtime reports its signature
         ort_sig = ort_signature(path)
         opset_version, sig = None, {k: ort_sig[k] for k in ("inputs", "outputs")}
-    return {
-        "file": path.name,
-        "graph": graph,
-        "variant": variant,
-        "sha256": sha256_file(path),
-        "bytes": path.stat().st_size,
-        "opset": opset_version,
-        **sig,
-    }
+    return ArtifactEntry(file=path.name, graph=graph, variant=variant, sha256=sha256_file(path),
+                         bytes=path.stat().st_size, opset=opset_version, inputs=sig["inputs"], outputs=sig["outputs"])
 
 
 def library_versions() -> dict[str, str]:
@@ -232,34 +226,19 @@ def export_graph(
     return path
 
 
-def checkpoint_reference(checkpoint: Path, artifacts_dir: Path) -> str:
-    """Relative to the artifacts directory when the checkpoint lives in it (so the directory
-    can move as a whole), else absolute; `resolve_checkpoint` reads it back."""
-    checkpoint, artifacts_dir = checkpoint.resolve(), artifacts_dir.resolve()
-    return str(checkpoint.relative_to(artifacts_dir)) if artifacts_dir in checkpoint.parents else str(checkpoint)
-
-
-def resolve_checkpoint(reference: str, artifacts_dir: Path) -> Path:
-    return artifacts_dir / reference  # an absolute reference stays absolute under "/"
-
-
-def build_manifest(loaded: LoadedModel, entries: list[dict[str, Any]], opset_version: int, exporter: str,
-                   artifacts_dir: Path) -> dict[str, Any]:
-    return {
-        "format": MANIFEST_FORMAT,
-        "vae_export_version": __version__,
-        "model": {
-            "config": loaded.config,
-            "source": loaded.source,
-            "image_shape": list(loaded.image_shape),
-            "latent_dim": loaded.latent_dim,
-        },
-        "checkpoint": {"path": checkpoint_reference(loaded.checkpoint, artifacts_dir), "sha256": loaded.checkpoint_sha256},
-        "opset": opset_version,
-        "exporter": exporter,
-        "versions": library_versions(),
-        "artifacts": entries,
-    }
+def build_manifest(loaded: LoadedModel, entries: list[ArtifactEntry], opset_version: int, exporter: str,
+                   artifacts_dir: Path) -> Manifest:
+    return Manifest(
+        vae_export_version=__version__,
+        model=ModelInfo(config=loaded.config, source=loaded.source, image_shape=loaded.image_shape,
+                        latent_dim=loaded.latent_dim),
+        checkpoint_path=checkpoint_reference(loaded.checkpoint, artifacts_dir),
+        checkpoint_sha256=loaded.checkpoint_sha256,
+        opset=opset_version,
+        exporter=exporter,
+        versions=library_versions(),
+        artifacts=tuple(entries),
+    )
 
 
 def export(
@@ -288,7 +267,7 @@ def export(
     except OSError as exc:
         raise VAEExportError(f"--artifacts {artifacts_dir}: cannot write there ({exc.strerror or exc})") from None
     try:
-        entries: list[dict[str, Any]] = []
+        entries: list[ArtifactEntry] = []
         staged: list[Path] = []
         for spec in (ENCODER, DECODER):
             path = export_graph(loaded, spec, staging, opset_version, exporter)
@@ -304,7 +283,7 @@ def export(
         # Everything, the manifest included, is written and checked in staging first: a
         # full disk or a failed check surfaces before any old artifact is replaced. What
         # follows are renames within one directory, which need no space.
-        atomic_write_json(staging / MANIFEST_NAME, manifest)
+        manifest.write(staging)
         files = []
         for path in [*staged, staging / MANIFEST_NAME]:
             target = artifacts_dir / path.name
@@ -329,9 +308,9 @@ def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ..
     decoder.int8.onnx after an export without --variant int8). Only names this tool writes
     are candidates, so a tampered manifest cannot point the removal anywhere else."""
     try:
-        previous = load_manifest(artifacts_dir)
-    except VAEExportError:  # no manifest, or not ours: nothing is known to be stale
+        previous = Manifest.read(artifacts_dir)
+    except VAEExportError:  # no manifest, or not a valid one: nothing is known to be stale
         return []
     ours = {graph_filename(spec.role, v) for spec in (ENCODER, DECODER) for v in variants} - written
-    listed = {e.get("file") for e in previous["artifacts"] if isinstance(e, dict)}
+    listed = {e.file for e in previous.artifacts}
     return [artifacts_dir / name for name in sorted(ours & listed)]

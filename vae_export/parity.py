@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae_export.artifacts import check_integrity, load_manifest, update_manifest
+from vae_export.manifest import Manifest, record_summary
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS, GraphSpec
 from vae_export.ortsession import make_session
@@ -135,14 +135,14 @@ def verify(
     progress: Progress = SILENT,
 ) -> dict[str, Any]:
     """Run every check and return the report (DESIGN.md `verify --json` format)."""
-    manifest = load_manifest(artifacts)
-    integrity = check_integrity(artifacts, manifest)
+    manifest = Manifest.read(artifacts)
+    integrity = manifest.integrity(artifacts)
     checks: list[dict[str, Any]] = []
-    for entry in manifest["artifacts"]:
-        spec = GRAPHS[entry["graph"]]
-        variant = entry["variant"]
-        progress(f"verify {entry['file']}")
-        session = make_session(artifacts / entry["file"], device, spec=spec)
+    for entry in manifest.artifacts:
+        spec = GRAPHS[entry.graph]
+        variant = entry.variant
+        progress(f"verify {entry.file}")
+        session = make_session(artifacts / entry.file, device, spec=spec)
         module = loaded.encoder if spec.role == "encoder" else loaded.decoder
         cases = [(b, "random" if spec.role == "decoder" or images is None else "images",
                   graph_inputs(spec, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
@@ -162,12 +162,12 @@ def verify(
                 else:
                     passed = stats["nonfinite"] == 0
                 checks.append({
-                    "graph": spec.role, "variant": variant, "file": entry["file"], "output": output,
+                    "graph": spec.role, "variant": variant, "file": entry.file, "output": output,
                     "batch": batch, "input": kind, **stats, "atol": tol.atol, "rtol": tol.rtol,
                     "psnr_db": psnr, "psnr_min_db": tol.psnr_min, "gated_on": _gate_name(tol),
                     "passed": bool(passed and stats["nonfinite"] == 0),
                 })
-    checkpoint_ok = loaded.checkpoint_sha256 == manifest["checkpoint"]["sha256"]
+    checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
     report = {
         "passed": all(r["sha256_ok"] for r in integrity) and all(c["passed"] for c in checks),
         "integrity": integrity,
@@ -216,7 +216,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(artifacts: Path, report: dict[str, Any]) -> None:
-    update_manifest(artifacts, "parity", summary(report))
+    record_summary(artifacts, "parity", summary(report))
 
 
 def dumps(report: dict[str, Any]) -> str:

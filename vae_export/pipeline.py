@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir, load_manifest
+from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir
 from vae_export.checkpoint import LoadedModel, load_model
 from vae_export.contract import graph_filename
 from vae_export.errors import UsageError
 from vae_export import bench, parity
-from vae_export.export import DEFAULT_OPSET, ExportResult, export, resolve_checkpoint
+from vae_export.export import DEFAULT_OPSET, ExportResult, export
+from vae_export.manifest import MANIFEST_NAME, Manifest
 from vae_export.progress import SILENT, Progress
 
 CALIBRATION_IMAGES = 256
@@ -98,15 +99,15 @@ def load_for_manifest(
     image_shape: tuple[int, int, int] | None = None,
 ) -> LoadedModel:
     """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
-    manifest = load_manifest(artifacts)
-    recorded = manifest["model"]["source"]
+    manifest = Manifest.read(artifacts)
+    recorded = manifest.model.source
     if model_ref is None and recorded not in ("vae-export", "state-dict"):
         model_ref = recorded
     if image_shape is None:
-        image_shape = tuple(manifest["model"]["image_shape"])  # type: ignore[assignment]
-    path = checkpoint or resolve_checkpoint(manifest["checkpoint"]["path"], artifacts)
+        image_shape = manifest.model.image_shape
+    path = checkpoint or manifest.checkpoint(artifacts)
     if checkpoint is None and not path.is_file():
-        raise UsageError(f"{artifacts / 'manifest.json'}: the checkpoint it records, {path}, is gone; pass --checkpoint")
+        raise UsageError(f"{artifacts / MANIFEST_NAME}: the checkpoint it records, {path}, is gone; pass --checkpoint")
     return load_model(path, model_ref, image_shape)
 
 
