@@ -96,7 +96,7 @@ def main() -> int:
     model = manifest.model
     pixels = math.prod(model.image_shape)
     hidden = model.config.get("hidden_dim", 400)
-    rows = report["results"]
+    rows = report.to_json()["results"]
 
     def p50(graph: str, variant: str, engine: str, batch: int) -> float:
         return next(r["p50_ms"] for r in rows if (r["graph"], r["variant"], r["engine"], r["batch"]) == (graph, variant, engine, batch))
@@ -118,9 +118,9 @@ def main() -> int:
         if v in variants:
             for b in (1, 256):
                 summary[f"decoder_{v}_b{b}_throughput_vs_fp32"] = p50("decoder", "fp32", "onnxruntime", b) / p50("decoder", v, "onnxruntime", b)
-    args.json.write_text(json.dumps({"env": environment(args.threads, "cpu"), "summary": summary, "report": report,
+    args.json.write_text(json.dumps({"env": environment(args.threads, "cpu"), "summary": summary, "report": report.to_json(),
                                      "sizes": {e.file: e.bytes for e in manifest.artifacts}}, indent=2))
-    env = report["env"]
+    env = report.env
     print(f"machine: {env['cpu']}, {env['cores']} cores; onnxruntime {env['onnxruntime']}, torch {env['torch']}, "
           f"threads {args.threads}, iterations {args.iterations}")
     print("\n| graph | variant | engine | batch | p50 ms | p90 ms | p99 ms | samples/s | speed-up vs torch |")

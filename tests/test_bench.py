@@ -8,6 +8,7 @@ from vae_export.bench import bench, compare_baseline, time_interleaved
 from vae_export.checkpoint import load_model
 from vae_export.cli import main
 from vae_export.ortsession import session_options
+from vae_export.reports import BenchReport, BenchRow
 
 ROW_FIELDS = {"graph", "engine", "variant", "provider", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "throughput_per_s"}
@@ -53,11 +54,13 @@ def test_regression_gate(artifacts, runner, tmp_path):
 
 
 def test_unmatched_rows_reported_not_failed(tmp_path):
-    report = {"results": [{"graph": "decoder", "engine": "onnxruntime", "variant": "fp32", "provider": "CPUExecutionProvider",
-                           "batch": 3, "threads": 1, "p50_ms": 5.0}]}
+    row = BenchRow(graph="decoder", batch=3, threads=1, variant="fp32", engine="onnxruntime",
+                   provider="CPUExecutionProvider", file="decoder.onnx", p50_ms=5.0, p90_ms=5.0, p99_ms=5.0,
+                   mean_ms=5.0, min_ms=5.0, throughput_per_s=600.0, iterations=10)
+    report = BenchReport(env={}, warmup=0, iterations=10, min_time_s=0.0, results=[row])
     (tmp_path / "base.json").write_text(json.dumps({"results": []}))
     gate = compare_baseline(report, tmp_path / "base.json", 1.5)
-    assert gate["passed"] and gate["compared"] == 0 and gate["unmatched"][0]["batch"] == 3
+    assert gate.passed and gate.compared == 0 and gate.unmatched[0].batch == 3
 
 
 class ThreadProbe(torch.nn.Module):
@@ -79,7 +82,7 @@ def test_threads_honoured(artifacts):
     report = bench(artifacts, loaded, batch_sizes=(2,), threads=2, warmup=1, iterations=3, graphs=("decoder",))
     assert loaded.decoder.seen == {2}
     assert torch.get_num_threads() == before  # restored
-    assert report["env"]["threads"] == 2 and {r["threads"] for r in report["results"]} == {2}
+    assert report.env["threads"] == 2 and {r.threads for r in report.results} == {2}
     assert session_options(3).intra_op_num_threads == 3
 
 

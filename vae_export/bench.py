@@ -31,20 +31,19 @@ import onnxruntime as ort
 import torch
 
 from vae_export import __version__
-from vae_export.artifacts import read_json
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import FP32, GRAPHS, GraphSpec
-from vae_export.manifest import Manifest, record_summary
+from vae_export.manifest import Manifest
 from vae_export.errors import UsageError
 from vae_export.ortsession import make_session, providers_for
 from vae_export.progress import SILENT, Progress
+from vae_export.reports import BenchReport, BenchRow, GateResult, Regression
 
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
 DEFAULT_WARMUP = 20
 DEFAULT_ITERATIONS = 200
 DEFAULT_MAX_REGRESSION = 1.5
 ROUNDS = 5  # engines alternate in this many rounds per row
-MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads")
 
 
 def cpu_model() -> str:
@@ -198,15 +197,15 @@ def bench(
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
-) -> dict[str, Any]:
-    """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch;
+) -> BenchReport:
+    """The sweep; returns the `bench --json` report (docs/contract.md). `loaded=None` skips PyTorch;
     `min_time_s` is the time budget of `time_interleaved`."""
     manifest = Manifest.read(artifacts)
     provider = providers_for(device)[0]
     entries = manifest.entries(graphs, variants)
     if not entries:
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
-    results: list[dict[str, Any]] = []
+    results: list[BenchRow] = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -230,18 +229,19 @@ def bench(
                 timings = time_interleaved(calls, warmup, iterations, min_time_s=min_time_s)
                 base = {"graph": role, "batch": batch, "threads": threads}
                 for (entry, _), times in zip(sessions, timings):
-                    results.append({**base, "variant": entry.variant, "engine": "onnxruntime", "provider": provider,
-                                    "file": entry.file, **stats(times, batch)})
+                    results.append(BenchRow(**base, variant=entry.variant, engine="onnxruntime", provider=provider,
+                                            file=entry.file, **stats(times, batch)))
                 if module is not None:
-                    results.append({**base, "variant": FP32, "engine": "torch", "provider": device, "file": None,
-                                    **stats(timings[-1], batch)})
+                    results.append(BenchRow(**base, variant=FP32, engine="torch", provider=device, file=None,
+                                            **stats(timings[-1], batch)))
             if module is not None:
                 module.to("cpu")
     finally:
         torch.set_num_threads(previous_threads)
-    _add_speedups(results)
-    return {"env": environment(threads, device), "warmup": warmup, "iterations": iterations,
-            "min_time_s": min_time_s, "results": results}
+    report = BenchReport(env=environment(threads, device), warmup=warmup, iterations=iterations,
+                         min_time_s=min_time_s, results=results)
+    report.add_speedups()
+    return report
 
 
 def _input(spec: GraphSpec, batch: int, manifest: Manifest) -> np.ndarray:
@@ -251,47 +251,21 @@ def _input(spec: GraphSpec, batch: int, manifest: Manifest) -> np.ndarray:
     return rng.random((batch, *manifest.model.image_shape), dtype=np.float32)
 
 
-def _add_speedups(results: list[dict[str, Any]]) -> None:
-    """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for ORT rows."""
-    torch_p50 = {(r["graph"], r["batch"]): r["p50_ms"] for r in results if r["engine"] == "torch"}
-    for row in results:
-        ref = torch_p50.get((row["graph"], row["batch"]))
-        row["speedup_vs_torch"] = (ref / row["p50_ms"]) if ref and row["engine"] == "onnxruntime" else None
-
-
 def compare_baseline(
-    report: dict[str, Any], baseline_path: Path, max_regression: float = DEFAULT_MAX_REGRESSION
-) -> dict[str, Any]:
+    report: BenchReport, baseline_path: Path, max_regression: float = DEFAULT_MAX_REGRESSION
+) -> GateResult:
     """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress.
     Rows without a match are reported, not failed."""
-    baseline = read_json(baseline_path, "baseline")
-    if not isinstance(baseline.get("results"), list):
-        raise UsageError(f"--baseline {baseline_path}: not a bench report (no 'results' list)")
-    index = {tuple(r.get(k) for k in MATCH_KEYS): r for r in baseline["results"]}
+    baseline = BenchReport.read(baseline_path)
+    index = {row.key(): row for row in baseline.results}
     regressions, unmatched, compared = [], [], 0
-    for row in report["results"]:
-        ref = index.get(tuple(row[k] for k in MATCH_KEYS))
+    for row in report.results:
+        ref = index.get(row.key())
         if ref is None:
-            unmatched.append({k: row[k] for k in MATCH_KEYS})
+            unmatched.append(row)
             continue
         compared += 1
-        ratio = row["p50_ms"] / ref["p50_ms"] if ref["p50_ms"] > 0 else float("inf")
+        ratio = row.p50_ms / ref.p50_ms if ref.p50_ms > 0 else float("inf")
         if ratio > max_regression:
-            regressions.append({**{k: row[k] for k in MATCH_KEYS}, "p50_ms": row["p50_ms"],
-                                "baseline_p50_ms": ref["p50_ms"], "ratio": ratio})
-    return {"baseline": str(baseline_path), "max_regression": max_regression, "compared": compared,
-            "regressions": regressions, "unmatched": unmatched, "passed": not regressions}
-
-
-def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest keeps: p50 per row and the environment's essentials."""
-    env = report["env"]
-    return {
-        "cpu": env["cpu"], "device": env["device"], "threads": env["threads"],
-        "onnxruntime": env["onnxruntime"], "torch": env["torch"],
-        "p50_ms": {f"{r['graph']}.{r['variant']}.{r['engine']}.b{r['batch']}": round(r["p50_ms"], 5) for r in report["results"]},
-    }
-
-
-def record(artifacts: Path, report: dict[str, Any]) -> None:
-    record_summary(artifacts, "bench", summary(report))
+            regressions.append(Regression(row, ref.p50_ms, ratio))
+    return GateResult(str(baseline_path), max_regression, compared, regressions, unmatched)

@@ -123,11 +123,11 @@ def _progress(quiet: bool) -> Any:
     return Progress(quiet=quiet)
 
 
-def _write_json(path: Path | None, text: str) -> None:
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
-        from vae_export.artifacts import atomic_write_bytes
+        from vae_export.artifacts import atomic_write_json
 
-        atomic_write_bytes(path, (text + "\n").encode())
+        atomic_write_json(path, data)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -253,43 +253,29 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     report = verify_artifacts(artifacts, checkpoint, model_ref, image_shape, batch_sizes, atol, rtol, device,
                               _progress(quiet))
     _print_verify(report)
-    from vae_export.parity import dumps
-
-    _write_json(json_path, dumps(report))
-    _raise_if_failed(report)
+    _write_json(json_path, report.to_json())
+    report.raise_if_failed()
 
 
-def _print_verify(report: dict[str, Any]) -> None:
-    for row in report["integrity"]:
-        if not row["sha256_ok"]:
-            click.echo(f"INTEGRITY FAIL  {row['file']}: sha256 does not match the manifest")
-    if not report["checkpoint"]["matches_manifest"]:
+def _print_verify(report: Any) -> None:
+    for name in report.bad_files:
+        click.echo(f"INTEGRITY FAIL  {name}: sha256 does not match the manifest")
+    if not report.checkpoint["matches_manifest"]:
         click.echo("note: the checkpoint differs from the one the graphs were exported from")
     click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'batch':>5} {'input':<7} {'max_abs':>9} "
                f"{'max_rel':>9} {'mean_abs':>9} {'min_atol':>9} {'psnr_db':>8}  result")
-    for c in report["checks"]:
-        psnr = "" if c["psnr_db"] is None else f"{c['psnr_db']:.1f}"
-        click.echo(f"{c['graph']:<8} {c['variant']:<12} {c['output']:<7} {c['batch']:>5} {c['input']:<7} "
-                   f"{_fmt(c['max_abs']):>9} {_fmt(c['max_rel']):>9} {_fmt(c['mean_abs']):>9} "
-                   f"{_fmt(c['min_atol']):>9} {psnr:>8}  {'ok' if c['passed'] else 'FAIL'} ({c['gated_on']})")
-    t = report["thresholds"]
+    for c in report.checks:
+        psnr = "" if c.psnr_db is None else f"{c.psnr_db:.1f}"
+        click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {c.batch:>5} {c.input:<7} "
+                   f"{_fmt(c.max_abs):>9} {_fmt(c.max_rel):>9} {_fmt(c.mean_abs):>9} "
+                   f"{_fmt(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
+    t = report.thresholds
     click.echo(f"thresholds: fp32 atol {t['fp32']['atol']:g} rtol {t['fp32']['rtol']:g}; reduced-precision "
                f"decoder PSNR >= {t['reduced']['decoder_psnr_min_db']:g} dB "
                f"(edge z >= {t['reduced']['decoder_edge_psnr_min_db']:g} dB); encoder mu " +
                ", ".join(f"{k} atol {v['atol']:g} rtol {v['rtol']:g}" for k, v in t["reduced"]["encoder_mu"].items()))
-    passed = sum(c["passed"] for c in report["checks"])
-    click.echo(f"{passed}/{len(report['checks'])} checks passed; inputs: {report['inputs']['encoder']}, seed {report['inputs']['seed']}")
-
-
-def _raise_if_failed(report: dict[str, Any]) -> None:
-    bad_files = [r["file"] for r in report["integrity"] if not r["sha256_ok"]]
-    failed = [c for c in report["checks"] if not c["passed"]]
-    if bad_files:
-        raise CheckFailed(f"integrity check failed: sha256 of {', '.join(bad_files)} does not match the manifest")
-    if failed:
-        worst = failed[0]
-        raise CheckFailed(f"parity failed: {len(failed)} of {len(report['checks'])} checks, first "
-                          f"{worst['file']} {worst['output']} at batch {worst['batch']} (max_abs {_fmt(worst['max_abs'])})")
+    passed = len(report.checks) - len(report.failed)
+    click.echo(f"{passed}/{len(report.checks)} checks passed; inputs: {report.inputs['encoder']}, seed {report.inputs['seed']}")
 
 
 # ---- bench --------------------------------------------------------------------------------------
@@ -330,34 +316,31 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     report = bench_artifacts(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
                              iterations, not no_torch, _progress(quiet), min_time)
     _print_bench(report)
-    _write_json(json_path, json.dumps(report, indent=2))
+    _write_json(json_path, report.to_json())
     if baseline is not None:
         from vae_export.bench import compare_baseline
 
         gate = compare_baseline(report, baseline, max_regression)
-        for row in gate["unmatched"]:
-            click.echo(f"no baseline row for {row['graph']} {row['variant']} {row['engine']} batch {row['batch']} "
-                       f"threads {row['threads']} (not failed)")
-        for row in gate["regressions"]:
-            click.echo(f"REGRESSION {row['graph']} {row['variant']} {row['engine']} batch {row['batch']}: "
-                       f"p50 {row['p50_ms']:.4f} ms vs baseline {row['baseline_p50_ms']:.4f} ms ({row['ratio']:.2f}x)")
-        if not gate["passed"]:
-            raise CheckFailed(f"{len(gate['regressions'])} of {gate['compared']} rows slower than "
-                              f"{max_regression:g}x the baseline {baseline}")
-        click.echo(f"regression gate passed: {gate['compared']} rows within {max_regression:g}x of {baseline}")
+        for row in gate.unmatched:
+            click.echo(f"no baseline row for {row.label()} threads {row.threads} (not failed)")
+        for reg in gate.regressions:
+            click.echo(f"REGRESSION {reg.row.label()}: p50 {reg.row.p50_ms:.4f} ms vs baseline "
+                       f"{reg.baseline_p50_ms:.4f} ms ({reg.ratio:.2f}x)")
+        gate.raise_if_failed()
+        click.echo(f"regression gate passed: {gate.compared} rows within {max_regression:g}x of {baseline}")
 
 
-def _print_bench(report: dict[str, Any]) -> None:
-    env = report["env"]
+def _print_bench(report: Any) -> None:
+    env = report.env
     click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
                f"| torch {env['torch']} | device {env['device']}")
     click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
                f"{'mean ms':>9} {'samples/s':>11} {'speedup':>8} {'calls':>6}")
-    for r in report["results"]:
-        speed = "" if r["speedup_vs_torch"] is None else f"{r['speedup_vs_torch']:.2f}x"
-        click.echo(f"{r['graph']:<8} {r['variant']:<12} {r['engine']:<12} {r['batch']:>5} {r['p50_ms']:>9.4f} "
-                   f"{r['p90_ms']:>9.4f} {r['p99_ms']:>9.4f} {r['mean_ms']:>9.4f} {r['throughput_per_s']:>11,.0f} {speed:>8} "
-                   f"{r['iterations']:>6}")
+    for r in report.results:
+        speed = "" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}x"
+        click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {r.batch:>5} {r.p50_ms:>9.4f} "
+                   f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} {speed:>8} "
+                   f"{r.iterations:>6}")
 
 
 # ---- sample / inspect -------------------------------------------------------------------------
@@ -394,7 +377,7 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
     from vae_export.onnxinfo import describe
 
     info = describe(onnx_file)
-    _write_json(json_path, json.dumps(info, indent=2))
+    _write_json(json_path, info)
     if info.get("format") == "ort":
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  ORT format")
     else:
@@ -457,8 +440,6 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
         vae-export run
     """
     from vae_export import pipeline
-    from vae_export.parity import dumps
-
     progress = _progress(quiet)
     started = time.perf_counter()
     progress("[1/5] train")
@@ -467,14 +448,14 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     exported = pipeline.export_into(artifacts, variants=tuple(dict.fromkeys(variants)))
     progress("[3/5] verify")
     report = pipeline.verify_artifacts(artifacts, progress=progress)
-    _write_json(artifacts / "verify.json", dumps(report))
+    _write_json(artifacts / "verify.json", report.to_json())
     progress("[4/5] bench")
     bench_report = pipeline.bench_artifacts(artifacts, warmup=10, iterations=100, progress=progress)
-    _write_json(artifacts / "bench.json", json.dumps(bench_report, indent=2))
+    _write_json(artifacts / "bench.json", bench_report.to_json())
     progress("[5/5] pictures")
     pictures = pipeline.draw_pictures(artifacts, bench_report, dataset, data_dir, seed)
     _print_summary(metrics, exported, report, bench_report, pictures, time.perf_counter() - started)
-    _raise_if_failed(report)
+    report.raise_if_failed()
 
 
 def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any], bench_report: dict[str, Any],
@@ -482,12 +463,11 @@ def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any
     click.echo(f"train   {metrics['dataset']}: final test loss {metrics['final_test_loss']:.2f} nats/image "
                f"({metrics['wall_time_s']:.1f} s)")
     click.echo(f"export  {', '.join(e.file for e in exported.manifest.artifacts)} ({exported.seconds:.1f} s)")
-    passed = sum(c["passed"] for c in report["checks"])
-    click.echo(f"verify  {passed}/{len(report['checks'])} checks passed")
-    for r in bench_report["results"]:
-        if r["engine"] == "onnxruntime" and r["variant"] == "fp32" and r["batch"] in (1, 256):
-            click.echo(f"bench   {r['graph']} batch {r['batch']}: p50 {r['p50_ms']:.4f} ms, "
-                       f"{r['throughput_per_s']:,.0f} samples/s, {r['speedup_vs_torch']:.2f}x PyTorch")
+    click.echo(f"verify  {len(report.checks) - len(report.failed)}/{len(report.checks)} checks passed")
+    for r in bench_report.results:
+        if r.engine == "onnxruntime" and r.variant == "fp32" and r.batch in (1, 256):
+            click.echo(f"bench   {r.graph} batch {r.batch}: p50 {r.p50_ms:.4f} ms, "
+                       f"{r.throughput_per_s:,.0f} samples/s, {r.speedup_vs_torch:.2f}x PyTorch")
     click.echo(f"images  {', '.join(p.name for p in pictures)}")
     click.echo(f"done in {seconds:.1f} s; artifacts in {exported.artifacts_dir}")
 

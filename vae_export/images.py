@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from vae_export.artifacts import atomic_write_bytes
+from vae_export.reports import BenchRow
 
 
 def grid(images: np.ndarray, columns: int | None = None, scale: int = 2, pad: int = 2) -> Image.Image:
@@ -37,13 +37,13 @@ def save_png(image: Image.Image, path: Path) -> None:
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
-def latency_plot(results: list[dict[str, Any]], graph: str = "decoder", size: tuple[int, int] = (640, 400)) -> Image.Image:
+def latency_plot(results: list[BenchRow], graph: str = "decoder", size: tuple[int, int] = (640, 400)) -> Image.Image:
     """p50 latency (ms, log scale) against batch size (log scale), one line per engine/variant."""
-    rows = [r for r in results if r["graph"] == graph]
+    rows = [r for r in results if r.graph == graph]
     series: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        label = "torch (eager)" if r["engine"] == "torch" else f"onnxruntime {r['variant']}"
-        series.setdefault(label, []).append((r["batch"], r["p50_ms"]))
+        label = "torch (eager)" if r.engine == "torch" else f"onnxruntime {r.variant}"
+        series.setdefault(label, []).append((r.batch, r.p50_ms))
     width, height = size
     left, right, top, bottom = 70, 170, 30, 50
     image = Image.new("RGB", size, "white")

@@ -18,7 +18,6 @@ Comparison semantics (the one place they are defined; `verify --help` repeats th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vae_export.manifest import Manifest, record_summary
+from vae_export.manifest import Manifest
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS, GraphSpec
 from vae_export.ortsession import make_session
 from vae_export.progress import SILENT, Progress
+from vae_export.reports import CheckRow, VerifyReport
 
 FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
 PSNR_MIN_DB = 30.0
@@ -133,11 +133,11 @@ def verify(
     images: np.ndarray | None = None,
     images_source: str = "uniform [0, 1]",
     progress: Progress = SILENT,
-) -> dict[str, Any]:
-    """Run every check and return the report (DESIGN.md `verify --json` format)."""
+) -> VerifyReport:
+    """Run every check and return the report (docs/contract.md, `verify --json`)."""
     manifest = Manifest.read(artifacts)
     integrity = manifest.integrity(artifacts)
-    checks: list[dict[str, Any]] = []
+    checks: list[CheckRow] = []
     for entry in manifest.artifacts:
         spec = GRAPHS[entry.graph]
         variant = entry.variant
@@ -161,63 +161,33 @@ def verify(
                     passed = stats["passed"]
                 else:
                     passed = stats["nonfinite"] == 0
-                checks.append({
-                    "graph": spec.role, "variant": variant, "file": entry.file, "output": output,
-                    "batch": batch, "input": kind, **stats, "atol": tol.atol, "rtol": tol.rtol,
-                    "psnr_db": psnr, "psnr_min_db": tol.psnr_min, "gated_on": _gate_name(tol),
-                    "passed": bool(passed and stats["nonfinite"] == 0),
-                })
+                stats["passed"] = bool(passed and stats["nonfinite"] == 0)
+                checks.append(CheckRow(
+                    graph=spec.role, variant=variant, file=entry.file, output=output, batch=batch, input=kind,
+                    **stats, atol=tol.atol, rtol=tol.rtol, psnr_db=psnr, psnr_min_db=tol.psnr_min,
+                    gated_on=_gate_name(tol),
+                ))
     checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
-    report = {
-        "passed": all(r["sha256_ok"] for r in integrity) and all(c["passed"] for c in checks),
-        "integrity": integrity,
-        "checkpoint": {"path": str(loaded.checkpoint), "sha256": loaded.checkpoint_sha256,
-                       "matches_manifest": checkpoint_ok},
-        "checks": checks,
-        "thresholds": {
+    return VerifyReport(
+        integrity=integrity,
+        checkpoint={"path": str(loaded.checkpoint), "sha256": loaded.checkpoint_sha256,
+                    "matches_manifest": checkpoint_ok},
+        checks=checks,
+        thresholds={
             "fp32": {"atol": atol, "rtol": rtol},
             "reduced": {"decoder_psnr_min_db": PSNR_MIN_DB, "decoder_edge_psnr_min_db": EDGE_PSNR_MIN_DB,
                         "encoder_mu": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU.items()},
                         "encoder_mu_edge": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU_EDGE.items()}},
             "rule": "fail when |onnx - torch| > atol + rtol * |torch|; NaN/Inf always fails",
         },
-        "inputs": {"seed": SEED, "encoder": images_source, "decoder": "z ~ N(0, I)",
-                   "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma"},
-        "batch_sizes": list(batch_sizes),
-        "device": device,
-    }
-    return report
+        inputs={"seed": SEED, "encoder": images_source, "decoder": "z ~ N(0, I)",
+                "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma"},
+        batch_sizes=list(batch_sizes),
+        device=device,
+    )
 
 
 def _gate_name(tol: Tolerance) -> str:
     if tol.psnr_min is not None:
         return "psnr"
     return "atol/rtol" if tol.gated else "finite"
-
-
-def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest keeps of a verify report."""
-    failed = [c for c in report["checks"] if not c["passed"]]
-    worst: dict[str, float | None] = {}
-    for c in report["checks"]:
-        key = f"{c['graph']}.{c['variant']}.{c['output']}"
-        if key in worst and worst[key] is None:
-            continue  # a non-finite output stays the worst
-        worst[key] = None if c["max_abs"] is None else max(c["max_abs"], worst.get(key) or 0.0)
-    return {
-        "passed": report["passed"],
-        "checks": len(report["checks"]),
-        "failed": len(failed),
-        "integrity_ok": all(r["sha256_ok"] for r in report["integrity"]),
-        "device": report["device"],
-        "batch_sizes": report["batch_sizes"],
-        "worst_max_abs": worst,
-    }
-
-
-def record(artifacts: Path, report: dict[str, Any]) -> None:
-    record_summary(artifacts, "parity", summary(report))
-
-
-def dumps(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2)

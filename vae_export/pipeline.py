@@ -17,8 +17,9 @@ from vae_export.contract import graph_filename
 from vae_export.errors import UsageError
 from vae_export import bench, parity
 from vae_export.export import DEFAULT_OPSET, ExportResult, export
-from vae_export.manifest import MANIFEST_NAME, Manifest
+from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
 from vae_export.progress import SILENT, Progress
+from vae_export.reports import BenchReport, VerifyReport
 
 CALIBRATION_IMAGES = 256
 
@@ -121,14 +122,14 @@ def verify_artifacts(
     rtol: float = parity.FP32_RTOL,
     device: str = "cpu",
     progress: Progress = SILENT,
-) -> dict[str, Any]:
+) -> VerifyReport:
     """Parity of every graph and variant; the summary goes into the manifest."""
     from vae_export.data import reference_images
 
     loaded = load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
     images, source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
     report = parity.verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, progress)
-    parity.record(artifacts, report)
+    record_summary(artifacts, "parity", report.summary())
     return report
 
 
@@ -145,7 +146,7 @@ def bench_artifacts(
     with_torch: bool = True,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
-) -> dict[str, Any]:
+) -> BenchReport:
     """The latency sweep; the summary goes into the manifest."""
     from vae_export.ortsession import providers_for
 
@@ -158,7 +159,7 @@ def bench_artifacts(
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
     report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress,
                          min_time_s=min_time_s)
-    bench.record(artifacts, report)
+    record_summary(artifacts, "bench", report.summary())
     return report
 
 
@@ -177,7 +178,7 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
 
 
 def draw_pictures(
-    artifacts: Path, bench_report: dict[str, Any], dataset: str = "digits", data_dir: Path | None = None, seed: int = 0
+    artifacts: Path, bench_report: BenchReport, dataset: str = "digits", data_dir: Path | None = None, seed: int = 0
 ) -> list[Path]:
     """samples.png, reconstructions.png (originals beside reconstructions), interpolation.png
     and latency.png (from the bench report), all from the exported graphs."""
@@ -192,5 +193,5 @@ def draw_pictures(
     save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
     mu, _ = vae.encoder.encode(originals[:2])
     save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
-    save_png(latency_plot(bench_report["results"]), artifacts / "latency.png")
+    save_png(latency_plot(bench_report.results), artifacts / "latency.png")
     return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]

@@ -1,0 +1,249 @@
+"""The machine-readable reports of `verify` and `bench` (docs/contract.md, "Reports").
+
+CI parses these, so the JSON keys and their order are the contract: `to_json` writes exactly
+what earlier versions wrote, `from_json` reads it back (a bench report is also the `--baseline`
+format). Each report knows whether it passed and raises the domain error when it did not.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vae_export.artifacts import read_json
+from vae_export.errors import CheckFailed, VAEExportError
+
+
+def _fmt(value: float | None, spec: str = ".2e") -> str:
+    return "nan/inf" if value is None else format(value, spec)
+
+
+def _known(cls: type, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a JSON row into the dataclass's fields and the keys it does not know (kept)."""
+    names = {f.name for f in fields(cls)} - {"extra"}
+    return {k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names}
+
+
+# ---- verify ----------------------------------------------------------------------------------
+
+@dataclass
+class CheckRow:
+    """One graph x variant x output x batch comparison (parity.py's docstring has the rule)."""
+
+    graph: str
+    variant: str
+    file: str
+    output: str
+    batch: int
+    input: str
+    passed: bool
+    max_abs: float | None
+    max_rel: float | None
+    mean_abs: float | None
+    min_atol: float | None
+    nonfinite: int
+    atol: float
+    rtol: float
+    psnr_db: float | None
+    psnr_min_db: float | None
+    gated_on: str
+    error: str | None = None  # a shape mismatch, when there is one
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra, error = data.pop("extra"), data.pop("error")
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out[key] = value
+            if key == "passed" and error is not None:
+                out["error"] = error  # where earlier versions put it
+        return {**out, **extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckRow:
+        known, extra = _known(cls, data)
+        return cls(**known, extra=extra)
+
+
+@dataclass
+class VerifyReport:
+    integrity: list[dict[str, Any]]
+    checkpoint: dict[str, Any]
+    checks: list[CheckRow]
+    thresholds: dict[str, Any]
+    inputs: dict[str, Any]
+    batch_sizes: list[int]
+    device: str
+
+    @property
+    def bad_files(self) -> list[str]:
+        return [r["file"] for r in self.integrity if not r["sha256_ok"]]
+
+    @property
+    def failed(self) -> list[CheckRow]:
+        return [c for c in self.checks if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.bad_files and not self.failed
+
+    def raise_if_failed(self) -> None:
+        if self.bad_files:
+            raise CheckFailed(f"integrity check failed: sha256 of {', '.join(self.bad_files)} does not match the manifest")
+        if self.failed:
+            worst = self.failed[0]
+            raise CheckFailed(f"parity failed: {len(self.failed)} of {len(self.checks)} checks, first "
+                              f"{worst.file} {worst.output} at batch {worst.batch} (max_abs {_fmt(worst.max_abs)})")
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest keeps of a verify report."""
+        worst: dict[str, float | None] = {}
+        for c in self.checks:
+            key = f"{c.graph}.{c.variant}.{c.output}"
+            if key in worst and worst[key] is None:
+                continue  # a non-finite output stays the worst
+            worst[key] = None if c.max_abs is None else max(c.max_abs, worst.get(key) or 0.0)
+        return {
+            "passed": self.passed,
+            "checks": len(self.checks),
+            "failed": len(self.failed),
+            "integrity_ok": not self.bad_files,
+            "device": self.device,
+            "batch_sizes": self.batch_sizes,
+            "worst_max_abs": worst,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "integrity": self.integrity, "checkpoint": self.checkpoint,
+                "checks": [c.to_json() for c in self.checks], "thresholds": self.thresholds,
+                "inputs": self.inputs, "batch_sizes": self.batch_sizes, "device": self.device}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VerifyReport:
+        return cls(integrity=data["integrity"], checkpoint=data["checkpoint"],
+                   checks=[CheckRow.from_json(c) for c in data["checks"]], thresholds=data["thresholds"],
+                   inputs=data["inputs"], batch_sizes=data["batch_sizes"], device=data["device"])
+
+
+# ---- bench -----------------------------------------------------------------------------------
+
+MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads")
+
+
+@dataclass
+class BenchRow:
+    """One graph x engine x variant x batch timing; times in ms, throughput at p50."""
+
+    graph: str
+    batch: int
+    threads: int
+    variant: str
+    engine: str  # "onnxruntime" or "torch"
+    provider: str
+    file: str | None
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput_per_s: float
+    iterations: int
+    speedup_vs_torch: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in MATCH_KEYS)
+
+    def label(self) -> str:
+        return f"{self.graph} {self.variant} {self.engine} batch {self.batch}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        return {**data, **extra}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "results") -> BenchRow:
+        if not isinstance(data, dict):
+            raise VAEExportError(f"{where}: expected a JSON object, found {type(data).__name__}")
+        known, extra = _known(cls, data)
+        missing = [f.name for f in fields(cls) if f.name not in known and f.name not in ("speedup_vs_torch", "extra")]
+        if missing:
+            raise VAEExportError(f"{where}: missing {', '.join(missing)}")
+        return cls(**known, extra=extra)
+
+
+@dataclass
+class BenchReport:
+    env: dict[str, Any]
+    warmup: int
+    iterations: int
+    min_time_s: float
+    results: list[BenchRow]
+
+    def add_speedups(self) -> None:
+        """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for ONNX Runtime rows."""
+        torch_p50 = {(r.graph, r.batch): r.p50_ms for r in self.results if r.engine == "torch"}
+        for row in self.results:
+            ref = torch_p50.get((row.graph, row.batch))
+            row.speedup_vs_torch = (ref / row.p50_ms) if ref and row.engine == "onnxruntime" else None
+
+    def summary(self) -> dict[str, Any]:
+        """What the manifest keeps: p50 per row and the environment's essentials."""
+        env = self.env
+        return {
+            "cpu": env["cpu"], "device": env["device"], "threads": env["threads"],
+            "onnxruntime": env["onnxruntime"], "torch": env["torch"],
+            "p50_ms": {f"{r.graph}.{r.variant}.{r.engine}.b{r.batch}": round(r.p50_ms, 5) for r in self.results},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "warmup": self.warmup, "iterations": self.iterations,
+                "min_time_s": self.min_time_s, "results": [r.to_json() for r in self.results]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchReport:
+        rows = data.get("results")
+        if not isinstance(rows, list):
+            raise VAEExportError("not a bench report (no 'results' list)")
+        return cls(env=data.get("env", {}), warmup=data.get("warmup", 0), iterations=data.get("iterations", 0),
+                   min_time_s=data.get("min_time_s", 0.0),
+                   results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)])
+
+    @classmethod
+    def read(cls, path: Path, option: str = "--baseline") -> BenchReport:
+        data = read_json(path, "bench report")
+        try:
+            return cls.from_json(data)
+        except VAEExportError as exc:
+            raise VAEExportError(f"{option} {path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Regression:
+    row: BenchRow
+    baseline_p50_ms: float
+    ratio: float
+
+
+@dataclass
+class GateResult:
+    """The regression gate: rows of a run against the matching rows of a baseline."""
+
+    baseline: str
+    max_regression: float
+    compared: int
+    regressions: list[Regression]
+    unmatched: list[BenchRow]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise CheckFailed(f"{len(self.regressions)} of {self.compared} rows slower than "
+                              f"{self.max_regression:g}x the baseline {self.baseline}")
