@@ -35,8 +35,8 @@ from vae_export.data import load_digits
 from vae_export.export import export
 from vae_export.manifest import Manifest
 from vae_export.train import TrainConfig, train
+from vae_export.variants import REDUCED, VARIANTS
 
-VARIANTS = ("int8", "int8-static", "fp16", "ort")
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
@@ -114,7 +114,7 @@ def main() -> int:
     z1 = np.random.default_rng(1).standard_normal((1, model.latent_dim)).astype(np.float32)
     summary.update(measure_ceilings(hidden, pixels, torch_call(loaded.decoder, z1, "cpu"), threads=args.threads))
     variants = {r["variant"] for r in rows}
-    for v in ("int8", "int8-static", "fp16"):
+    for v in REDUCED:
         if v in variants:
             for b in (1, 256):
                 summary[f"decoder_{v}_b{b}_throughput_vs_fp32"] = p50("decoder", "fp32", "onnxruntime", b) / p50("decoder", v, "onnxruntime", b)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from vae_export.checkpoint import save_checkpoint
 from vae_export.data import load_digits
 from vae_export.train import TrainConfig, train
+from vae_export.variants import VARIANTS
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 # Internal errors re-raise in tests so that bugs are never hidden behind a one-line message.
@@ -72,7 +73,7 @@ def variants_dir(tmp_path_factory, trained_dir, digits) -> Path:
 
     d = tmp_path_factory.mktemp("variants")
     shutil.copy(trained_dir / "vae.safetensors", d / "vae.safetensors")
-    export(load_model(d / "vae.safetensors"), d, variants=("int8", "int8-static", "fp16", "ort"),
+    export(load_model(d / "vae.safetensors"), d, variants=VARIANTS,
            calibration=digits.train.numpy())
     return d
 

@@ -95,3 +95,27 @@ def test_tampered_manifest_cannot_direct_the_removal(artifacts, tmp_path, runner
     assert result.exit_code == 0, result.output
     assert "removed" not in result.output
     assert outside.read_bytes() == b"keep" and (artifacts / "vae.safetensors").is_file()
+
+
+def test_registry_drives_choices_and_thresholds():
+    from vae_export.cli import main
+    from vae_export.parity import REDUCED_MU
+    from vae_export.variants import LISTED_VARIANTS, REGISTRY, VARIANTS
+
+    option = next(p for p in main.commands["export"].params if p.name == "variants")
+    assert tuple(option.type.choices) == VARIANTS == ("int8", "int8-static", "fp16", "ort")
+    assert set(LISTED_VARIANTS) == {"fp32", *VARIANTS, "optimized"}
+    assert REDUCED_MU == {"int8": (0.25, 0.05), "int8-static": (0.25, 0.05), "fp16": (1e-2, 1e-2)}
+    assert all(REGISTRY[v].builder for v in VARIANTS)
+
+
+def test_calibration_covers_exactly_the_edge_cases_verify_checks(digits):
+    from vae_export.inputs import calibration_inputs, edge_inputs
+
+    for role, images in (("decoder", None), ("encoder", digits.train.numpy())):
+        edges = edge_inputs(role, 32, (1, 28, 28))
+        data = calibration_inputs(role, 32, (1, 28, 28), images)
+        assert len(data) == 256 + len(edges)
+        np.testing.assert_array_equal(data[-len(edges):], edges)
+    mixed = edge_inputs("decoder", 32, (1, 28, 28))[2]
+    assert set(np.abs(mixed).tolist()) == {4.0} and 0 < (mixed > 0).sum() < 32

@@ -33,6 +33,7 @@ import torch
 from vae_export import __version__
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import FP32, GRAPHS, GraphSpec
+from vae_export.inputs import bench_input
 from vae_export.manifest import Manifest
 from vae_export.errors import UsageError
 from vae_export.ortsession import make_session, providers_for
@@ -220,7 +221,7 @@ def bench(
             if loaded is not None:
                 module = (loaded.encoder if role == "encoder" else loaded.decoder).to(device)
             for batch in batch_sizes:
-                x = _input(spec, batch, manifest)
+                x = bench_input(role, batch, manifest.model.latent_dim, manifest.model.image_shape)
                 progress(f"bench {role} batch {batch:>4}: {', '.join(e.variant for e, _ in sessions)}"
                          + (" + torch" if module is not None else ""))
                 calls = [ort_call(session, spec, x, device) for _, session in sessions]
@@ -242,13 +243,6 @@ def bench(
                          min_time_s=min_time_s, results=results)
     report.add_speedups()
     return report
-
-
-def _input(spec: GraphSpec, batch: int, manifest: Manifest) -> np.ndarray:
-    rng = np.random.default_rng(batch)
-    if spec.role == "decoder":
-        return rng.standard_normal((batch, manifest.model.latent_dim)).astype(np.float32)
-    return rng.random((batch, *manifest.model.image_shape), dtype=np.float32)
 
 
 def compare_baseline(

@@ -15,7 +15,8 @@ import click
 
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
-from vae_export.errors import CheckFailed, VAEExportError, first_line
+from vae_export.errors import VAEExportError, first_line
+from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
 
@@ -184,7 +185,7 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
 @click.option("--opset", type=click.IntRange(min=14, max=23), default=18, show_default=True)
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
               help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
-@click.option("--variant", "variants", multiple=True, type=click.Choice(["int8", "int8-static", "fp16", "ort"]),
+@click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
 def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
                    opset: int, exporter: str, variants: tuple[str, ...]) -> None:
@@ -349,7 +350,8 @@ def _print_bench(report: Any) -> None:
 @artifacts_option
 @click.option("-n", "count", type=click.IntRange(min=1, max=4096), default=64, show_default=True, help="Images to sample.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--variant", default="fp32", show_default=True, help="Which decoder variant to use.")
+@click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
+              help="Which decoder variant to use.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
 def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None) -> None:
     """Decode z ~ N(0, I) into a PNG grid, with the torch-free runtime.
@@ -398,7 +400,8 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
 @artifacts_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
               help="Directory for the static site.")
-@click.option("--variant", default="fp32", show_default=True, help="Which decoder variant to ship.")
+@click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
+              help="Which decoder variant to ship.")
 @click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An installed onnxruntime-web package (default: npm install it once into the cache).")
 def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
@@ -425,7 +428,7 @@ def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
 @dataset_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--variant", "variants", multiple=True, type=click.Choice(["int8", "int8-static", "fp16", "ort"]),
+@click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also export, verify and time these variants (repeatable).")
 @quiet_option
 def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None, seed: int,

@@ -254,7 +254,8 @@ def export(
     the previous artifacts as they were and no temporary files behind."""
     import time
 
-    from vae_export.variants import LISTED_VARIANTS, VARIANTS, build_variant
+    from vae_export.variant_builders import build_variant
+    from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
     if exporter not in EXPORTERS:
         raise UsageError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")

@@ -27,23 +27,21 @@ import torch
 
 from vae_export.manifest import Manifest
 from vae_export.checkpoint import LoadedModel
-from vae_export.contract import GRAPHS, GraphSpec
+from vae_export.contract import GRAPHS
+from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, parity_inputs
 from vae_export.ortsession import make_session
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
+from vae_export.variants import REDUCED, REGISTRY
 
 FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
 PSNR_MIN_DB = 30.0
 EDGE_PSNR_MIN_DB = 20.0
 PSNR_CAP_DB = 200.0
-REDUCED = ("fp16", "int8", "int8-static")
-# Bounds on encoder mu for reduced-precision variants (mu of a trained model is O(1)).
-REDUCED_MU = {"fp16": (1e-2, 1e-2), "int8": (0.25, 0.05), "int8-static": (0.25, 0.05)}
-# All-zero and all-one images lie far outside the data that int8 ranges are calibrated on.
-REDUCED_MU_EDGE = {"fp16": (1e-2, 1e-2), "int8": (0.5, 0.05), "int8-static": (0.5, 0.05)}
+# Bounds on encoder mu per reduced-precision variant, from the registry (variants.py).
+REDUCED_MU = {v.name: v.mu_tol for v in REGISTRY.values() if v.reduced}
+REDUCED_MU_EDGE = {v.name: v.mu_edge_tol for v in REGISTRY.values() if v.reduced}
 DEFAULT_BATCH_SIZES = (1, 2, 7, 64)
-SEED = 0
-EDGE_SIGMA = 4.0
 
 
 @dataclass(frozen=True)
@@ -93,28 +91,9 @@ def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: floa
     if graph == "decoder":
         return Tolerance(atol, rtol, gated=False, psnr_min=EDGE_PSNR_MIN_DB if edge else PSNR_MIN_DB)
     if output == "mu":
-        mu_atol, mu_rtol = (REDUCED_MU_EDGE if edge else REDUCED_MU)[variant]
+        mu_atol, mu_rtol = (REDUCED_MU_EDGE if edge else REDUCED_MU)[variant]  # type: ignore[misc]
         return Tolerance(mu_atol, mu_rtol)
     return Tolerance(atol, rtol, gated=False)
-
-
-def graph_inputs(spec: GraphSpec, batch: int, latent_dim: int, image_shape: tuple[int, ...], images: np.ndarray | None) -> np.ndarray:
-    """Seeded inputs: real images (else uniform [0, 1]) for the encoder, z ~ N(0, I) for the decoder."""
-    rng = np.random.default_rng(SEED + batch)
-    if spec.role == "decoder":
-        return rng.standard_normal((batch, latent_dim)).astype(np.float32)
-    if images is not None:
-        idx = rng.choice(len(images), size=batch, replace=len(images) < batch)
-        return np.ascontiguousarray(images[idx], dtype=np.float32)
-    return rng.random((batch, *image_shape), dtype=np.float32)
-
-
-def edge_inputs(spec: GraphSpec, latent_dim: int, image_shape: tuple[int, ...]) -> np.ndarray:
-    """All-zero and all-one images; z at +4 and -4 sigma (and a mixed-sign one)."""
-    if spec.role == "encoder":
-        return np.stack([np.zeros(image_shape, np.float32), np.ones(image_shape, np.float32)])
-    signs = np.where(np.random.default_rng(SEED).random(latent_dim) < 0.5, -1.0, 1.0)
-    return (EDGE_SIGMA * np.stack([np.ones(latent_dim), -np.ones(latent_dim), signs])).astype(np.float32)
 
 
 def _torch_outputs(module: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
@@ -145,8 +124,8 @@ def verify(
         session = make_session(artifacts / entry.file, device, spec=spec)
         module = loaded.encoder if spec.role == "encoder" else loaded.decoder
         cases = [(b, "random" if spec.role == "decoder" or images is None else "images",
-                  graph_inputs(spec, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
-        edge = edge_inputs(spec, loaded.latent_dim, loaded.image_shape)
+                  parity_inputs(spec.role, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
+        edge = edge_inputs(spec.role, loaded.latent_dim, loaded.image_shape)
         cases.append((len(edge), "edge", edge))
         for batch, kind, x in cases:
             got = session.run(list(spec.output_names), {spec.input_name: x})

@@ -20,6 +20,7 @@ from vae_export.export import DEFAULT_OPSET, ExportResult, export
 from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, VerifyReport
+from vae_export.variants import needs_calibration
 
 CALIBRATION_IMAGES = 256
 
@@ -83,7 +84,7 @@ def export_into(
     ensure_dir(artifacts)
     loaded = load_model(checkpoint or artifacts / CHECKPOINT_NAME, model_ref, image_shape)
     calibration = None
-    if "int8-static" in variants:
+    if needs_calibration(variants):
         from vae_export.data import reference_images
 
         calibration, _ = reference_images(read_train_metrics(artifacts), loaded.image_shape, split="train")

@@ -1,179 +1,59 @@
-"""Edge variants of an exported fp32 graph, each built with ONNX Runtime's own tools.
+"""The variant registry: one record per variant, from which everything else is derived.
 
-| variant       | what                                                        | tool |
-| ------------- | ----------------------------------------------------------- | ---- |
-| `int8`        | dynamic int8 quantisation of weights (activations at run time) | onnxruntime.quantization.quantize_dynamic |
-| `int8-static` | static QDQ int8, calibrated on training images (encoder) and prior z (decoder) | quantize_static |
-| `fp16`        | float16 weights and compute, float32 inputs and outputs kept | onnxruntime.transformers.float16 |
-| `ort`         | the .ort format for ORT mobile/minimal builds, plus the offline-optimised ONNX (variant `optimized`) | onnxruntime.tools.convert_onnx_models_to_ort |
+The CLI's `--variant` choices, the names a manifest may list, verify's thresholds, which
+variants need calibration data and the benchmark sweep all read these records; the builders
+that write the files live in `variant_builders.py` (they import onnx and ONNX Runtime's tools,
+this module imports nothing heavy, so the CLI can build its choices from it).
+
+| variant       | file                      | what                                                    | verify gates on |
+| ------------- | ------------------------- | ------------------------------------------------------- | --------------- |
+| `fp32`        | `<graph>.onnx`            | the exported graph                                      | atol/rtol |
+| `int8`        | `<graph>.int8.onnx`       | dynamic int8 weights (quantize_dynamic)                 | PSNR, mu bounds |
+| `int8-static` | `<graph>.int8-static.onnx`| static QDQ int8, calibrated (quantize_static)           | PSNR, mu bounds |
+| `fp16`        | `<graph>.fp16.onnx`       | float16 weights and compute, float32 I/O                | PSNR, mu bounds |
+| `ort`         | `<graph>.ort`             | ORT format for mobile/minimal builds                    | atol/rtol |
+| `optimized`   | `<graph>.optimized.onnx`  | the offline-optimised ONNX, written by `--variant ort`  | atol/rtol |
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
-import onnx
+from vae_export.contract import FP32, ORT_FORMAT
 
-from vae_export.contract import FP32, META_PREFIX, GraphSpec, graph_filename
-from vae_export.errors import VAEExportError
 
-VARIANTS = ("int8", "int8-static", "fp16", "ort")
-OPTIMIZED = "optimized"  # written by the `ort` variant beside the .ort file
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    summary: str
+    built_by: str | None  # the `--variant` value whose builder writes it (None: the export itself)
+    builder: str | None = None  # function in variant_builders.py (the `built_by` record's)
+    reduced: bool = False  # reduced precision: verify gates on decoder PSNR and encoder mu bounds
+    mu_tol: tuple[float, float] | None = None  # (atol, rtol) on encoder mu, reduced variants
+    mu_edge_tol: tuple[float, float] | None = None  # the same on the all-zero and all-one images
+    calibrated: bool = False  # needs calibration images (int8 static ranges)
+
+
+# Bounds on encoder mu for reduced-precision variants (mu of a trained model is O(1)); the
+# all-zero and all-one images lie far outside the data int8 ranges are calibrated on.
+REGISTRY: dict[str, Variant] = {v.name: v for v in (
+    Variant(FP32, "the exported fp32 graph", built_by=None),
+    Variant("int8", "dynamic int8 weights, activations quantised at run time", built_by="int8",
+            builder="int8_dynamic", reduced=True, mu_tol=(0.25, 0.05), mu_edge_tol=(0.5, 0.05)),
+    Variant("int8-static", "static QDQ int8, calibrated on training images and prior z", built_by="int8-static",
+            builder="int8_static", reduced=True, mu_tol=(0.25, 0.05), mu_edge_tol=(0.5, 0.05), calibrated=True),
+    Variant("fp16", "float16 weights and compute, float32 inputs and outputs", built_by="fp16",
+            builder="fp16", reduced=True, mu_tol=(1e-2, 1e-2), mu_edge_tol=(1e-2, 1e-2)),
+    Variant(ORT_FORMAT, "ORT format for ONNX Runtime mobile/minimal builds", built_by=ORT_FORMAT, builder="ort_format"),
+    Variant("optimized", "offline-optimised ONNX, written beside the .ort file", built_by=ORT_FORMAT),
+)}
+OPTIMIZED = "optimized"
+# What `--variant` accepts: the records that have a builder, in registry order.
+VARIANTS = tuple(v.name for v in REGISTRY.values() if v.builder is not None)
 # Every variant name a manifest can list.
-LISTED_VARIANTS = (FP32, *VARIANTS, OPTIMIZED)
-CALIBRATION_SAMPLES = 256
+LISTED_VARIANTS = tuple(REGISTRY)
+REDUCED = tuple(v.name for v in REGISTRY.values() if v.reduced)
 
 
-def _retag(path: Path, source: onnx.ModelProto, variant: str) -> None:
-    """Carry the fp32 graph's metadata (the contract) over, marking the variant."""
-    model = onnx.load(str(path))
-    props = {p.key: p.value for p in source.metadata_props}
-    props[META_PREFIX + "variant"] = variant
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save_model(model, str(path), save_as_external_data=False)
-
-
-def _preprocess(src: Path) -> Path:
-    """ORT's recommended step before quantising: shape inference and graph optimisation, so
-    the quantiser sees fused ops and known shapes."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    dst = src.with_name(f".{src.stem}.pre.onnx")
-    quant_pre_process(src, dst)
-    return dst
-
-
-def _int8_dynamic(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # Full 8-bit weights, not reduce_range: without VNNI, ORT's u8 x s8 kernel can saturate
-    # its int16 pair sums, which 7-bit weights avoid, but on the MNIST decoder the 7-bit
-    # weights cost more (PSNR vs fp32 over 512 prior z: mean 34.5 dB, worst 30.2) than the
-    # saturation does (mean 39.8 dB, worst 36.3), at the same speed.
-    quantize_dynamic(_preprocess(src), dst, weight_type=QuantType.QInt8)
-
-
-class _ArrayReader:
-    """onnxruntime.quantization.CalibrationDataReader over one array, in batches."""
-
-    def __init__(self, name: str, data: np.ndarray, batch: int = 32) -> None:
-        self._batches = iter([{name: data[i : i + batch]} for i in range(0, len(data), batch)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
-
-
-def calibration_inputs(spec: GraphSpec, latent_dim: int, images: np.ndarray | None) -> np.ndarray:
-    """Encoder: real training images; decoder: z drawn from the prior N(0, I). Both plus the
-    edge cases verify checks (blank and saturated images, z at +-4 sigma), so that the
-    calibrated activation ranges cover them instead of clipping them."""
-    rng = np.random.default_rng(0)
-    if spec.role == "decoder":
-        prior = rng.standard_normal((CALIBRATION_SAMPLES, latent_dim))
-        tails = 4.0 * np.stack([np.ones(latent_dim), -np.ones(latent_dim), np.where(rng.random(latent_dim) < 0.5, -1.0, 1.0)])
-        return np.concatenate([prior, tails]).astype(np.float32)
-    if images is None:
-        raise VAEExportError("int8-static needs calibration images for the encoder")
-    real = np.asarray(images[:CALIBRATION_SAMPLES], dtype=np.float32)
-    edges = np.stack([np.zeros_like(real[0]), np.ones_like(real[0])])
-    return np.ascontiguousarray(np.concatenate([real, edges]))
-
-
-def _int8_static(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    latent_dim, images = calibration
-    data = calibration_inputs(spec, latent_dim, images)
-    reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_name, data)
-    quantize_static(
-        _preprocess(src),
-        dst,
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        # No QuantizeLinear right after a Gemm: the encoder's mu and logvar come out in float
-        # (their error gates verify). In the decoder the logits still get quantised once,
-        # after the Reshape and before the Sigmoid; weights and Gemm inputs stay int8.
-        extra_options={"OpTypesToExcludeOutputQuantization": ["Gemm"]},
-    )
-
-
-def _fp16(src: Path, dst: Path, spec: GraphSpec, calibration: Any) -> None:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-    from onnxruntime.transformers.onnx_model import OnnxModel
-
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    # The converter appends the float32 I/O casts after the nodes that use them; ORT copes,
-    # but the ONNX checker (which verify runs) requires topological order.
-    wrapper = OnnxModel(model)
-    wrapper.topological_sort()
-    onnx.save_model(wrapper.model, str(dst), save_as_external_data=False)
-
-
-_BUILDERS: dict[str, Callable[[Path, Path, GraphSpec, Any], None]] = {
-    "int8": _int8_dynamic,
-    "int8-static": _int8_static,
-    "fp16": _fp16,
-}
-
-
-def _ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
-    """The .ort file and the offline-optimised ONNX, from ORT's converter (fixed style:
-    optimisations applied now, so a minimal build needs no optimiser)."""
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-
-    work = Path(tempfile.mkdtemp(dir=src.parent, prefix=".ort-"))
-    try:
-        shutil.copy2(src, work / src.name)
-        converter_log = logging.getLogger("ort_format_model.utils")
-        level = converter_log.level
-        converter_log.setLevel(logging.WARNING)  # it logs each config file it writes at INFO
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                convert_onnx_models_to_ort(
-                    work / src.name, output_dir=work, optimization_styles=[OptimizationStyle.Fixed],
-                    save_optimized_onnx_model=True,
-                )
-        finally:
-            converter_log.setLevel(level)
-        ort_files = list(work.glob("*.ort"))
-        optimized = list(work.glob("*.optimized.onnx"))
-        if len(ort_files) != 1 or len(optimized) != 1:
-            raise VAEExportError(f"{src.name}: ONNX Runtime's .ort converter produced {[p.name for p in work.iterdir()]}")
-        ort_path = src.parent / graph_filename(spec.role, "ort")
-        opt_path = src.parent / graph_filename(spec.role, OPTIMIZED)
-        ort_files[0].replace(ort_path)
-        optimized[0].replace(opt_path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    _retag(opt_path, onnx.load(str(src)), OPTIMIZED)
-    return [(opt_path, OPTIMIZED), (ort_path, "ort")]
-
-
-def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, calibration: Any) -> list[tuple[Path, str]]:
-    """Build one variant of the fp32 graph at `src` beside it; returns (file, variant name)
-    for each file written (`ort` also writes the `optimized` ONNX)."""
-    if variant == "ort":
-        return _ort_format(src, spec)
-    dst = src.parent / graph_filename(spec.role, variant)
-    try:
-        _BUILDERS[variant](src, dst, spec, (loaded.latent_dim, calibration))
-    except VAEExportError:
-        raise
-    except Exception as exc:  # ORT tool errors: keep the first line, name the variant
-        raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
-    _retag(dst, onnx.load(str(src)), variant)
-    return [(dst, variant)]
+def needs_calibration(variants: tuple[str, ...]) -> bool:
+    return any(REGISTRY[v].calibrated for v in variants if v in REGISTRY)
