@@ -74,3 +74,13 @@ def test_encoder_matches_contract(exported_dir, digits):
 def test_wrong_graph_role(exported_dir):
     with pytest.raises(Exception, match="expected a decoder graph z -> x_hat"):
         VAEDecoder(exported_dir / "encoder.onnx")
+
+
+def test_runtime_sessions_come_from_the_one_factory(exported_dir):
+    from vae_export.ortsession import session_options
+
+    decoder = VAEDecoder(exported_dir / "decoder.onnx")
+    options = decoder.session.get_session_options()
+    expected = session_options()
+    assert options.execution_mode == expected.execution_mode and options.inter_op_num_threads == 1
+    assert options.log_severity_level == 3 and decoder.session.get_providers() == ["CPUExecutionProvider"]

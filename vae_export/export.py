@@ -158,14 +158,14 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, 
 def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, input_shape: tuple[int, ...]) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's (compared with PyTorch when the module is given)."""
-    import onnxruntime as ort
+    from vae_export.ortsession import make_session
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
         onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({first_line(exc)})") from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = make_session(path, spec=spec, validate=False)  # the checker above has run
     rng = np.random.default_rng(0)
     for batch in CHECK_BATCHES:
         x = rng.random((batch, *input_shape), dtype=np.float32)

@@ -103,12 +103,9 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
 
 def ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Signature of a .ort file (a flatbuffer, not an ONNX proto), as ONNX Runtime reports it."""
-    import onnxruntime as ort
+    from vae_export.ortsession import make_session
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own exception types
-        raise VAEExportError(f"{path}: not a valid ORT-format model ({first_line(exc)})") from None
+    session = make_session(path)  # .ort: ONNX Runtime itself is the validator
 
     def values(items: Any) -> list[dict[str, Any]]:
         return [{"name": v.name, "dtype": v.type.removeprefix("tensor(").rstrip(")"), "shape": list(v.shape)} for v in items]

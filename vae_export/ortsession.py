@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime as ort
@@ -41,25 +42,40 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 
 def make_session(
-    path: Path, device: str = "cpu", threads: int | None = None, spec: GraphSpec | None = None
+    path: Path,
+    device: str = "cpu",
+    threads: int | None = None,
+    spec: GraphSpec | None = None,
+    *,
+    providers: Sequence[str] | None = None,
+    validate: bool = True,
 ) -> ort.InferenceSession:
-    """A session for an artifact, after refusing external data outside its directory and,
-    with `spec`, checking its input and output names against the contract."""
-    if path.suffix == ".onnx":
+    """The one way this project opens a graph in ONNX Runtime (verify, bench, export's checks,
+    inspect, the runtime): `session_options`, the device's providers (or `providers` as
+    given), and, with `spec`, the input and output names checked against the contract.
+
+    `validate` first loads an .onnx with the onnx package and refuses external data outside
+    its directory; the torch-free runtime passes False (it has no onnx package), and ONNX
+    Runtime's own path check (1.20+) then refuses such data."""
+    if validate and path.suffix == ".onnx":
         from vae_export.onnxinfo import load_onnx
 
         load_onnx(path)
-    providers = providers_for(device)
+    chosen = list(providers) if providers is not None else providers_for(device)
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
         raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     if spec is not None:
-        inputs = [i.name for i in session.get_inputs()]
-        outputs = [o.name for o in session.get_outputs()]
-        if inputs != [spec.input_name] or outputs != list(spec.output_names):
-            raise VAEExportError(
-                f"{path}: expected a {spec.role} graph {spec.input_name} -> {', '.join(spec.output_names)}, "
-                f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
-            )
+        check_names(session, spec, path)
     return session
+
+
+def check_names(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != [spec.input_name] or outputs != list(spec.output_names):
+        raise VAEExportError(
+            f"{path}: expected a {spec.role} graph {spec.input_name} -> {', '.join(spec.output_names)}, "
+            f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
+        )

@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-
 from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
-from vae_export.errors import VAEExportError, first_line
+from vae_export.errors import VAEExportError
+from vae_export.ortsession import make_session
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
 
@@ -40,22 +39,9 @@ class _Graph:
         self.path = Path(path)
         if not self.path.is_file():
             raise VAEExportError(f"{self.path}: file not found")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"])
-            )
-        except Exception as exc:  # ORT's own exception types
-            raise VAEExportError(f"{self.path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
-        inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
-        if [i.name for i in inputs] != [self.spec.input_name] or outputs != list(self.spec.output_names):
-            raise VAEExportError(
-                f"{self.path}: expected a {self.spec.role} graph {self.spec.input_name} -> "
-                f"{', '.join(self.spec.output_names)}, found {[i.name for i in inputs]} -> {outputs}"
-            )
-        self.input_shape = tuple(inputs[0].shape[1:])  # without the batch axis
+        self.session = make_session(self.path, spec=self.spec, providers=providers or ["CPUExecutionProvider"],
+                                    validate=False)
+        self.input_shape = tuple(self.session.get_inputs()[0].shape[1:])  # without the batch axis
         self.metadata = {
             k[len(META_PREFIX):]: v
             for k, v in self.session.get_modelmeta().custom_metadata_map.items()
