@@ -63,7 +63,7 @@ def test_run_produces_every_file(tmp_path, runner):
 
 def test_cli_defaults_match_the_library():
     from vae_export import bench, parity
-    from vae_export.export import DEFAULT_OPSET
+    from vae_export.options import DEFAULT_OPSET
 
     def default(command, name):
         return next(p for p in main.commands[command].params if p.name == name).default
@@ -91,3 +91,26 @@ def test_progress_only_for_a_terminal(capsys):
     Progress(quiet=True, force=None)("hidden: quiet")
     Progress(force=True)("shown")
     assert capsys.readouterr().err == "shown\n"
+
+
+def test_cli_import_is_light():
+    """`vae-export --help` stays instant: the CLI module imports no heavy library."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vae_export.cli; "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy', 'ray', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_library_run_returns_typed_results(tmp_path):
+    from vae_export.options import RunOptions, TrainOptions
+    from vae_export.pipeline import run
+
+    result = run(tmp_path, RunOptions(train=TrainOptions(epochs=2)))
+    assert result.verify.passed and result.metrics["dataset"] == "digits"
+    assert {r.engine for r in result.bench.results} == {"onnxruntime", "torch"}
+    assert json.loads((tmp_path / "verify.json").read_text())["passed"] is True
+    assert json.loads((tmp_path / "bench.json").read_text())["warmup"] == 10
+    result.raise_if_failed()

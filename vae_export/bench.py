@@ -35,15 +35,16 @@ from vae_export.checkpoint import LoadedModel
 from vae_export.contract import FP32, GRAPHS, GraphSpec
 from vae_export.inputs import bench_input
 from vae_export.manifest import Manifest
+from vae_export.options import BenchOptions
 from vae_export.errors import UsageError
 from vae_export.ortsession import make_session, providers_for
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, BenchRow, GateResult, Regression
 
-DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
-DEFAULT_WARMUP = 20
-DEFAULT_ITERATIONS = 200
-DEFAULT_MAX_REGRESSION = 1.5
+DEFAULT_BATCH_SIZES = BenchOptions.batch_sizes
+DEFAULT_WARMUP = BenchOptions.warmup
+DEFAULT_ITERATIONS = BenchOptions.iterations
+DEFAULT_MAX_REGRESSION = BenchOptions.max_regression
 ROUNDS = 5  # engines alternate in this many rounds per row
 
 

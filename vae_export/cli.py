@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ import click
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
 from vae_export.errors import VAEExportError, first_line
+from vae_export.options import (DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, BenchOptions, ExportOptions,
+                                ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
@@ -93,7 +94,7 @@ artifacts_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
                            help="Also write the machine-readable report to FILE.")
-device_option = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+device_option = click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
                              help="Run ONNX Runtime (and PyTorch) on this device; cuda needs onnxruntime-gpu.")
 model_options = _options(
     click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
@@ -104,7 +105,7 @@ model_options = _options(
                  help="C,H,W for checkpoints that do not record it (default 1,28,28)."),
 )
 dataset_options = _options(
-    click.option("--dataset", type=click.Choice(["digits", "mnist", "fashion-mnist"]), default="digits",
+    click.option("--dataset", type=click.Choice(DATASETS), default=TrainOptions.dataset,
                  show_default=True, help="digits is embedded (offline); mnist/fashion-mnist read IDX files."),
     click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
                  help="Directory with the four IDX files (raw or .gz)."),
@@ -113,8 +114,8 @@ dataset_options = _options(
 )
 
 
-def _batch_sizes_option(default: str) -> Callable:
-    return click.option("--batch-sizes", type=_BatchSizes(), default=default, show_default=True,
+def _batch_sizes_option(default: tuple[int, ...]) -> Callable:
+    return click.option("--batch-sizes", type=_BatchSizes(), default=",".join(map(str, default)), show_default=True,
                         help="Comma-separated batch sizes.")
 
 
@@ -149,12 +150,12 @@ def main(debug: bool) -> None:
 @artifacts_option
 @dataset_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=TrainOptions.batch_size, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
               help="Peak learning rate of the one-cycle schedule (Adam).")
-@click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--hidden-dim", type=click.IntRange(min=1), default=400, show_default=True)
-@click.option("--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="KL weight in training.")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=TrainOptions.latent_dim, show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(min=1), default=TrainOptions.hidden_dim, show_default=True)
+@click.option("--beta", type=click.FloatRange(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
 def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None,
@@ -170,8 +171,9 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
     """
     from vae_export.pipeline import train_into
 
-    metrics = train_into(artifacts, dataset, data_dir, download, epochs, batch_size, lr, latent_dim, hidden_dim,
-                         beta, seed, _progress(quiet))
+    options = TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs, batch_size=batch_size,
+                           lr=lr, latent_dim=latent_dim, hidden_dim=hidden_dim, beta=beta, seed=seed)
+    metrics = train_into(artifacts, options, _progress(quiet))
     click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
                f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
                f"wrote {artifacts / CHECKPOINT_NAME}")
@@ -182,8 +184,8 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
 @main.command("export")
 @artifacts_option
 @model_options
-@click.option("--opset", type=click.IntRange(min=14, max=23), default=18, show_default=True)
-@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
+@click.option("--opset", type=click.IntRange(min=14, max=23), default=DEFAULT_OPSET, show_default=True)
+@click.option("--exporter", type=click.Choice(EXPORTERS), default=ExportOptions.exporter, show_default=True,
               help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
@@ -205,7 +207,8 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
         click.echo("note: the TorchScript exporter is deprecated by PyTorch; prefer the default dynamo", err=True)
     from vae_export.pipeline import export_into
 
-    result = export_into(artifacts, checkpoint, model_ref, image_shape, opset, exporter, tuple(dict.fromkeys(variants)))
+    source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
+    result = export_into(artifacts, source, ExportOptions(opset=opset, exporter=exporter, variants=variants))
     for entry in result.manifest.artifacts:
         click.echo(f"{entry.file:<28} {entry.bytes:>10,} bytes  sha256 {entry.sha256[:12]}")
     for path in result.removed:
@@ -222,9 +225,9 @@ def _fmt(value: float | None, spec: str = ".2e") -> str:
 @main.command()
 @artifacts_option
 @model_options
-@_batch_sizes_option("1,2,7,64")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="fp32 absolute tolerance.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True, help="fp32 relative tolerance.")
+@_batch_sizes_option(VerifyOptions.batch_sizes)
+@click.option("--atol", type=click.FloatRange(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
 @json_option
 @quiet_option
@@ -251,10 +254,10 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     """
     from vae_export.pipeline import verify_artifacts
 
-    report = verify_artifacts(artifacts, checkpoint, model_ref, image_shape, batch_sizes, atol, rtol, device,
-                              _progress(quiet))
+    source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
+    options = VerifyOptions(batch_sizes=batch_sizes, atol=atol, rtol=rtol, device=device, json_path=json_path)
+    report = verify_artifacts(artifacts, source, options, _progress(quiet))
     _print_verify(report)
-    _write_json(json_path, report.to_json())
     report.raise_if_failed()
 
 
@@ -285,18 +288,18 @@ def _print_verify(report: Any) -> None:
 @artifacts_option
 @model_options
 @device_option
-@_batch_sizes_option("1,8,64,256")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@_batch_sizes_option(BenchOptions.batch_sizes)
+@click.option("--threads", type=click.IntRange(min=1), default=BenchOptions.threads, show_default=True,
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed calls per shape.")
-@click.option("--iterations", type=click.IntRange(min=1), default=200, show_default=True, help="Timed calls per shape.")
-@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--warmup", type=click.IntRange(min=0), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
+@click.option("--iterations", type=click.IntRange(min=1), default=BenchOptions.iterations, show_default=True, help="Timed calls per shape.")
+@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=BenchOptions.min_time_s, show_default=True, metavar="SECONDS",
               help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows).")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
-@click.option("--max-regression", type=click.FloatRange(min=1.0), default=1.5, show_default=True,
+@click.option("--max-regression", type=click.FloatRange(min=1.0), default=BenchOptions.max_regression, show_default=True,
               help="Fail when p50 > RATIO x the baseline's p50.")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
@@ -314,14 +317,14 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     """
     from vae_export.pipeline import bench_artifacts
 
-    report = bench_artifacts(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
-                             iterations, not no_torch, _progress(quiet), min_time)
-    _print_bench(report)
-    _write_json(json_path, report.to_json())
-    if baseline is not None:
-        from vae_export.bench import compare_baseline
-
-        gate = compare_baseline(report, baseline, max_regression)
+    source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
+    options = BenchOptions(device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
+                           iterations=iterations, min_time_s=min_time, with_torch=not no_torch, json_path=json_path,
+                           baseline=baseline, max_regression=max_regression)
+    outcome = bench_artifacts(artifacts, source, options, _progress(quiet))
+    _print_bench(outcome.report)
+    gate = outcome.gate
+    if gate is not None:
         for row in gate.unmatched:
             click.echo(f"no baseline row for {row.label()} threads {row.threads} (not failed)")
         for reg in gate.regressions:
@@ -442,37 +445,27 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     Example:
         vae-export run
     """
-    from vae_export import pipeline
-    progress = _progress(quiet)
-    started = time.perf_counter()
-    progress("[1/5] train")
-    metrics = pipeline.train_into(artifacts, dataset, data_dir, download, epochs, seed=seed, progress=progress)
-    progress("[2/5] export")
-    exported = pipeline.export_into(artifacts, variants=tuple(dict.fromkeys(variants)))
-    progress("[3/5] verify")
-    report = pipeline.verify_artifacts(artifacts, progress=progress)
-    _write_json(artifacts / "verify.json", report.to_json())
-    progress("[4/5] bench")
-    bench_report = pipeline.bench_artifacts(artifacts, warmup=10, iterations=100, progress=progress)
-    _write_json(artifacts / "bench.json", bench_report.to_json())
-    progress("[5/5] pictures")
-    pictures = pipeline.draw_pictures(artifacts, bench_report, dataset, data_dir, seed)
-    _print_summary(metrics, exported, report, bench_report, pictures, time.perf_counter() - started)
-    report.raise_if_failed()
+    from vae_export.pipeline import run as run_pipeline
+
+    options = RunOptions(train=TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs,
+                                            seed=seed), variants=variants)
+    result = run_pipeline(artifacts, options, _progress(quiet))
+    _print_summary(result)
+    result.raise_if_failed()
 
 
-def _print_summary(metrics: dict[str, Any], exported: Any, report: dict[str, Any], bench_report: dict[str, Any],
-                   pictures: list[Path], seconds: float) -> None:
+def _print_summary(result: Any) -> None:
+    metrics, exported, report = result.metrics, result.exported, result.verify
     click.echo(f"train   {metrics['dataset']}: final test loss {metrics['final_test_loss']:.2f} nats/image "
                f"({metrics['wall_time_s']:.1f} s)")
     click.echo(f"export  {', '.join(e.file for e in exported.manifest.artifacts)} ({exported.seconds:.1f} s)")
     click.echo(f"verify  {len(report.checks) - len(report.failed)}/{len(report.checks)} checks passed")
-    for r in bench_report.results:
+    for r in result.bench.results:
         if r.engine == "onnxruntime" and r.variant == "fp32" and r.batch in (1, 256):
             click.echo(f"bench   {r.graph} batch {r.batch}: p50 {r.p50_ms:.4f} ms, "
                        f"{r.throughput_per_s:,.0f} samples/s, {r.speedup_vs_torch:.2f}x PyTorch")
-    click.echo(f"images  {', '.join(p.name for p in pictures)}")
-    click.echo(f"done in {seconds:.1f} s; artifacts in {exported.artifacts_dir}")
+    click.echo(f"images  {', '.join(p.name for p in result.pictures)}")
+    click.echo(f"done in {result.seconds:.1f} s; artifacts in {exported.artifacts_dir}")
 
 
 if __name__ == "__main__":  # pragma: no cover

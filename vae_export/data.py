@@ -20,8 +20,8 @@ import torch
 
 from vae_export.artifacts import atomic_write_bytes
 from vae_export.errors import UsageError, VAEExportError
+from vae_export.options import DATASETS
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",

@@ -29,9 +29,8 @@ from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, 
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
+from vae_export.options import DEFAULT_OPSET, EXPORTERS
 
-DEFAULT_OPSET = 18
-EXPORTERS = ("dynamo", "torchscript")
 # torch.export turns a batch of 1 into a constant, so the example batch must be larger.
 EXAMPLE_BATCH = 2
 # The check run uses batch sizes other than the example's, to prove the axis is dynamic.

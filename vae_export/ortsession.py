@@ -9,8 +9,8 @@ import onnxruntime as ort
 
 from vae_export.contract import GraphSpec
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.options import DEVICES
 
-DEVICES = ("cpu", "cuda")
 GPU_INSTALL_HINT = (
     "install the GPU build of ONNX Runtime instead of the CPU one: "
     "pip uninstall -y onnxruntime && pip install onnxruntime-gpu (see README, 'GPU')"

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vae_export.manifest import Manifest
+from vae_export.options import VerifyOptions
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS
 from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, parity_inputs
@@ -34,14 +35,14 @@ from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
 from vae_export.variants import REDUCED, REGISTRY
 
-FP32_ATOL, FP32_RTOL = 1e-5, 1e-4
+FP32_ATOL, FP32_RTOL = VerifyOptions.atol, VerifyOptions.rtol
 PSNR_MIN_DB = 30.0
 EDGE_PSNR_MIN_DB = 20.0
 PSNR_CAP_DB = 200.0
 # Bounds on encoder mu per reduced-precision variant, from the registry (variants.py).
 REDUCED_MU = {v.name: v.mu_tol for v in REGISTRY.values() if v.reduced}
 REDUCED_MU_EDGE = {v.name: v.mu_edge_tol for v in REGISTRY.values() if v.reduced}
-DEFAULT_BATCH_SIZES = (1, 2, 7, 64)
+DEFAULT_BATCH_SIZES = VerifyOptions.batch_sizes
 
 
 @dataclass(frozen=True)

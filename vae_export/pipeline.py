@@ -1,11 +1,15 @@
 """One library call per CLI command, working on an artifacts directory.
 
-The CLI parses options and formats results; everything it runs is here, so the same steps
-are usable from Python (and `vae-export run` chains them)."""
+The CLI parses options into the dataclasses of `options.py`, calls one function here and
+formats what it returns; everything it runs is here, so the same steps are usable from Python
+and `run` chains them. Reports come back typed (`reports.py`) and know whether they passed.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +19,16 @@ from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_wri
 from vae_export.checkpoint import LoadedModel, load_model
 from vae_export.contract import graph_filename
 from vae_export.errors import UsageError
-from vae_export import bench, parity
-from vae_export.export import DEFAULT_OPSET, ExportResult, export
+from vae_export.export import ExportResult, export
 from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
+from vae_export.options import BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions
 from vae_export.progress import SILENT, Progress
-from vae_export.reports import BenchReport, VerifyReport
+from vae_export.reports import BenchReport, GateResult, VerifyReport
 from vae_export.variants import needs_calibration
 
 CALIBRATION_IMAGES = 256
+VERIFY_REPORT = "verify.json"
+BENCH_REPORT = "bench.json"
 
 
 def read_train_metrics(artifacts: Path) -> dict[str, Any] | None:
@@ -34,20 +40,7 @@ def read_train_metrics(artifacts: Path) -> dict[str, Any] | None:
         return None
 
 
-def train_into(
-    artifacts: Path,
-    dataset: str = "digits",
-    data_dir: Path | None = None,
-    download: bool = False,
-    epochs: int | None = None,
-    batch_size: int = 128,
-    lr: float = 3e-3,
-    latent_dim: int = 32,
-    hidden_dim: int = 400,
-    beta: float = 1.0,
-    seed: int = 0,
-    progress: Progress = SILENT,
-) -> dict[str, Any]:
+def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress: Progress = SILENT) -> dict[str, Any]:
     """Train the reference VAE; write vae.safetensors and train_metrics.json; return the metrics."""
     from vae_export.checkpoint import save_checkpoint
     from vae_export.data import load_dataset
@@ -55,113 +48,103 @@ def train_into(
     from vae_export.train import DEFAULT_EPOCHS, TrainConfig, train
 
     ensure_dir(artifacts)
-    data = load_dataset(dataset, data_dir, download)
-    config = TrainConfig(epochs=epochs or DEFAULT_EPOCHS[dataset], batch_size=batch_size, lr=lr, beta=beta, seed=seed)
-    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=hidden_dim, latent_dim=latent_dim)
-    progress(f"train {dataset}: {len(data.train)} train / {len(data.test)} test images, {config.epochs} epochs")
+    o = options
+    data = load_dataset(o.dataset, o.data_dir, o.download)
+    config = TrainConfig(epochs=o.epochs or DEFAULT_EPOCHS[o.dataset], batch_size=o.batch_size, lr=o.lr,
+                         beta=o.beta, seed=o.seed)
+    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=o.hidden_dim, latent_dim=o.latent_dim)
+    progress(f"train {o.dataset}: {len(data.train)} train / {len(data.test)} test images, {config.epochs} epochs")
 
     def on_epoch(row: dict[str, Any]) -> None:
         progress(f"  epoch {row['epoch']:>3}/{config.epochs}  train {row['train_loss']:8.2f}  "
                  f"test {row['test_loss']:8.2f} nats/image  ({row['seconds']:.1f} s)")
 
     result = train(data, model_config, config, on_epoch)
-    result.metrics["data_dir"] = str(data_dir.resolve()) if data_dir else None
+    result.metrics["data_dir"] = str(o.data_dir.resolve()) if o.data_dir else None
     save_checkpoint(result.model, artifacts / CHECKPOINT_NAME)
     atomic_write_json(artifacts / TRAIN_METRICS_NAME, result.metrics)
     return result.metrics
 
 
-def export_into(
-    artifacts: Path,
-    checkpoint: Path | None = None,
-    model_ref: str | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-    opset: int = DEFAULT_OPSET,
-    exporter: str = "dynamo",
-    variants: tuple[str, ...] = (),
-) -> ExportResult:
+def export_into(artifacts: Path, source: ModelSource = ModelSource(), options: ExportOptions = ExportOptions()) -> ExportResult:
     """Load the checkpoint (default ARTIFACTS/vae.safetensors) and export graphs + manifest."""
     ensure_dir(artifacts)
-    loaded = load_model(checkpoint or artifacts / CHECKPOINT_NAME, model_ref, image_shape)
+    loaded = load_model(source.checkpoint or artifacts / CHECKPOINT_NAME, source.model_ref, source.image_shape)
     calibration = None
-    if needs_calibration(variants):
+    if needs_calibration(options.variants):
         from vae_export.data import reference_images
 
         calibration, _ = reference_images(read_train_metrics(artifacts), loaded.image_shape, split="train")
         if calibration is None:  # user models of other shapes: calibrate on uniform noise
             shape = (CALIBRATION_IMAGES, *loaded.image_shape)
             calibration = np.random.default_rng(0).random(shape, dtype=np.float32)
-    return export(loaded, artifacts, opset, exporter, variants, calibration)
+    return export(loaded, artifacts, options.opset, options.exporter, tuple(dict.fromkeys(options.variants)),
+                  calibration)
 
 
-def load_for_manifest(
-    artifacts: Path,
-    checkpoint: Path | None = None,
-    model_ref: str | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-) -> LoadedModel:
+def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> LoadedModel:
     """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
     manifest = Manifest.read(artifacts)
-    recorded = manifest.model.source
-    if model_ref is None and recorded not in ("vae-export", "state-dict"):
-        model_ref = recorded
-    if image_shape is None:
-        image_shape = manifest.model.image_shape
-    path = checkpoint or manifest.checkpoint(artifacts)
-    if checkpoint is None and not path.is_file():
+    model_ref = source.model_ref
+    if model_ref is None and manifest.model.source not in ("vae-export", "state-dict"):
+        model_ref = manifest.model.source
+    image_shape = source.image_shape or manifest.model.image_shape
+    path = source.checkpoint or manifest.checkpoint(artifacts)
+    if source.checkpoint is None and not path.is_file():
         raise UsageError(f"{artifacts / MANIFEST_NAME}: the checkpoint it records, {path}, is gone; pass --checkpoint")
     return load_model(path, model_ref, image_shape)
 
 
-def verify_artifacts(
-    artifacts: Path,
-    checkpoint: Path | None = None,
-    model_ref: str | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-    batch_sizes: tuple[int, ...] = parity.DEFAULT_BATCH_SIZES,
-    atol: float = parity.FP32_ATOL,
-    rtol: float = parity.FP32_RTOL,
-    device: str = "cpu",
-    progress: Progress = SILENT,
-) -> VerifyReport:
-    """Parity of every graph and variant; the summary goes into the manifest."""
+def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), options: VerifyOptions = VerifyOptions(),
+                     progress: Progress = SILENT) -> VerifyReport:
+    """Parity of every graph and variant; the summary goes into the manifest, the report to
+    `options.json_path` when given. The caller decides what a failure means
+    (`report.raise_if_failed()`)."""
+    from vae_export import parity
     from vae_export.data import reference_images
 
-    loaded = load_for_manifest(artifacts, checkpoint, model_ref, image_shape)
-    images, source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
-    report = parity.verify(artifacts, loaded, batch_sizes, atol, rtol, device, images, source, progress)
+    loaded = load_for_manifest(artifacts, source)
+    images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
+    report = parity.verify(artifacts, loaded, options.batch_sizes, options.atol, options.rtol, options.device,
+                           images, images_source, progress)
     record_summary(artifacts, "parity", report.summary())
+    if options.json_path is not None:
+        atomic_write_json(options.json_path, report.to_json())
     return report
 
 
-def bench_artifacts(
-    artifacts: Path,
-    checkpoint: Path | None = None,
-    model_ref: str | None = None,
-    image_shape: tuple[int, int, int] | None = None,
-    device: str = "cpu",
-    batch_sizes: tuple[int, ...] = bench.DEFAULT_BATCH_SIZES,
-    threads: int = 1,
-    warmup: int = bench.DEFAULT_WARMUP,
-    iterations: int = bench.DEFAULT_ITERATIONS,
-    with_torch: bool = True,
-    progress: Progress = SILENT,
-    min_time_s: float = 0.0,
-) -> BenchReport:
-    """The latency sweep; the summary goes into the manifest."""
+@dataclass
+class BenchOutcome:
+    report: BenchReport
+    gate: GateResult | None  # with a baseline: the regression gate's verdict
+
+    def raise_if_failed(self) -> None:
+        if self.gate is not None:
+            self.gate.raise_if_failed()
+
+
+def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), options: BenchOptions = BenchOptions(),
+                    progress: Progress = SILENT) -> BenchOutcome:
+    """The latency sweep (and the regression gate against `options.baseline`); the summary
+    goes into the manifest, the report to `options.json_path` when given."""
+    from vae_export import bench
     from vae_export.ortsession import providers_for
 
-    providers_for(device)  # a missing CUDA provider is a usage error before any loading
-    loaded = load_for_manifest(artifacts, checkpoint, model_ref, image_shape) if with_torch else None
-    if device == "cuda" and loaded is not None:
+    o = options
+    providers_for(o.device)  # a missing CUDA provider is a usage error before any loading
+    loaded = load_for_manifest(artifacts, source) if o.with_torch else None
+    if o.device == "cuda" and loaded is not None:
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
-    report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress,
-                         min_time_s=min_time_s)
+    report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
+                         progress=progress, min_time_s=o.min_time_s)
     record_summary(artifacts, "bench", report.summary())
-    return report
+    if o.json_path is not None:
+        atomic_write_json(o.json_path, report.to_json())
+    gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
+    return BenchOutcome(report, gate)
 
 
 def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "fp32", output: Path | None = None) -> Path:
@@ -196,3 +179,37 @@ def draw_pictures(
     save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
     save_png(latency_plot(bench_report.results), artifacts / "latency.png")
     return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    exported: ExportResult
+    verify: VerifyReport
+    bench: BenchReport
+    pictures: list[Path]
+    seconds: float
+
+    def raise_if_failed(self) -> None:
+        self.verify.raise_if_failed()
+
+
+def run(artifacts: Path, options: RunOptions = RunOptions(), progress: Progress = SILENT) -> RunResult:
+    """Train on the default dataset, export, verify, bench (short) and draw pictures; the
+    verify and bench reports go to ARTIFACTS/verify.json and bench.json."""
+    from dataclasses import replace
+
+    started = time.perf_counter()
+    t = options.train
+    progress("[1/5] train")
+    metrics = train_into(artifacts, t, progress)
+    progress("[2/5] export")
+    exported = export_into(artifacts, ModelSource(), ExportOptions(variants=options.variants))
+    progress("[3/5] verify")
+    report = verify_artifacts(artifacts, options=VerifyOptions(json_path=artifacts / VERIFY_REPORT), progress=progress)
+    progress("[4/5] bench")
+    bench_report = bench_artifacts(artifacts, options=replace(options.bench, json_path=artifacts / BENCH_REPORT),
+                                   progress=progress).report
+    progress("[5/5] pictures")
+    pictures = draw_pictures(artifacts, bench_report, t.dataset, t.data_dir, t.seed)
+    return RunResult(metrics, exported, report, bench_report, pictures, time.perf_counter() - started)

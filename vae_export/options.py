@@ -1,0 +1,77 @@
+"""What each command takes, as keyword-only frozen dataclasses whose defaults are the library's.
+
+The CLI builds these from its options (and takes its `default=` values from them); Python
+callers build them directly. Torch-free, so `vae-export --help` stays instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_OPSET = 18
+EXPORTERS = ("dynamo", "torchscript")
+DATASETS = ("digits", "mnist", "fashion-mnist")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSource:
+    """Where the PyTorch model comes from; None means what the artifacts record."""
+
+    checkpoint: Path | None = None
+    model_ref: str | None = None  # module:attr of a user class
+    image_shape: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    dataset: str = "digits"
+    data_dir: Path | None = None
+    download: bool = False
+    epochs: int | None = None  # None: the dataset's default (train.DEFAULT_EPOCHS)
+    batch_size: int = 128
+    lr: float = 3e-3  # the one-cycle schedule's peak
+    latent_dim: int = 32
+    hidden_dim: int = 400
+    beta: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    exporter: str = "dynamo"
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyOptions:
+    batch_sizes: tuple[int, ...] = (1, 2, 7, 64)
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    device: str = "cpu"
+    json_path: Path | None = None  # also write the report here
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchOptions:
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    threads: int = 1
+    warmup: int = 20
+    iterations: int = 200
+    min_time_s: float = 0.0
+    with_torch: bool = True
+    json_path: Path | None = None
+    baseline: Path | None = None  # a previous report: the regression gate
+    max_regression: float = 1.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """`vae-export run`: train on the default, export, verify, bench (short), pictures."""
+
+    train: TrainOptions = field(default_factory=TrainOptions)
+    variants: tuple[str, ...] = ()
+    bench: BenchOptions = field(default_factory=lambda: BenchOptions(warmup=10, iterations=100))
