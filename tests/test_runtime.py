@@ -20,6 +20,8 @@ def test_runtime_imports_without_torch(exported_dir):
         sys.meta_path.insert(0, Block())
         import vae_export
         from vae_export.runtime import VAEDecoder
+        import vae_export.web, vae_export.progress, vae_export.manifest, vae_export.reports  # torch-free layers too
+        assert "click" not in sys.modules  # only the CLI knows about Click
         images = VAEDecoder({str(exported_dir / 'decoder.onnx')!r}).sample(16, seed=0)
         assert images.shape == (16, 1, 28, 28) and images.dtype.name == "float32"
         assert 0.0 <= images.min() and images.max() <= 1.0

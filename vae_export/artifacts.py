@@ -28,6 +28,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_dir() -> Path:
+    """Where downloads go (datasets, onnxruntime-web): $VAE_EXPORT_DATA, else ~/.cache/vae-export."""
+    root = os.environ.get("VAE_EXPORT_DATA")
+    return Path(root) if root else Path.home() / ".cache" / "vae-export"
+
+
 def ensure_dir(path: Path, option: str = "--artifacts") -> Path:
     """Create an output directory, or say in one line why it cannot be one."""
     for parent in (path, *path.parents):

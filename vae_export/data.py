@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_export.artifacts import atomic_write_bytes
+from vae_export.artifacts import atomic_write_bytes, cache_dir
 from vae_export.errors import UsageError, VAEExportError
 from vae_export.options import DATASETS
 
@@ -62,12 +62,6 @@ class Dataset:
     name: str
     train: torch.Tensor  # [N, 1, 28, 28] float32 in [0, 1]
     test: torch.Tensor
-
-
-def cache_dir() -> Path:
-    """Where `--download` puts files: $VAE_EXPORT_DATA, else ~/.cache/vae-export."""
-    root = os.environ.get("VAE_EXPORT_DATA")
-    return Path(root) if root else Path.home() / ".cache" / "vae-export"
 
 
 def load_dataset(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
-
 
 class Progress:
     """Prints progress unless quiet, or unless stderr is not a terminal (CI logs, pipes)."""
@@ -15,7 +13,7 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         if self.enabled:
-            click.echo(message, err=True)
+            print(message, file=sys.stderr, flush=True)
 
 
 SILENT = Progress(force=False)

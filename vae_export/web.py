@@ -15,9 +15,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from vae_export.artifacts import atomic_write_bytes, ensure_dir
+from vae_export.artifacts import atomic_write_bytes, cache_dir, ensure_dir
 from vae_export.contract import graph_filename
-from vae_export.data import cache_dir
 from vae_export.errors import UsageError, VAEExportError
 from vae_export.runtime import VAEDecoder
 
