@@ -7,11 +7,16 @@ import os
 import shutil
 from pathlib import Path
 
+import gzip
+
+import numpy as np
 import pytest
+import torch
+from torch import nn
 from click.testing import CliRunner
 
 from vae_export.checkpoint import save_checkpoint
-from vae_export.data import load_digits
+from vae_export.data import IDX_FILES, load_digits
 from vae_export.train import TrainConfig, train
 from vae_export.variants import VARIANTS
 
@@ -86,3 +91,35 @@ def runner() -> CliRunner:
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every file under a directory with its bytes: to prove nothing was written or changed."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# ---- helpers shared by several test modules (test modules do not import each other) ----
+
+class SimpleVAE(nn.Module):
+    """The seed's model, as users have it."""
+
+    def __init__(self, latent_dim=32, hidden=400):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU())
+        self.fc_mu = nn.Linear(hidden, latent_dim)
+        self.fc_logvar = nn.Linear(hidden, latent_dim)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784), nn.Sigmoid())
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(d: Path, n_train=5, n_test=3, shape=(28, 28), gz=False, label_count=None):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, *shape)),
+        "train_labels": rng.integers(0, 10, label_count or n_train),
+        "test_images": rng.integers(0, 256, (n_test, *shape)),
+        "test_labels": rng.integers(0, 10, n_test),
+    }
+    for key, stem in IDX_FILES.items():
+        data = idx_bytes(arrays[key])
+        (d / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
+    return arrays

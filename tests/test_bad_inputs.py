@@ -16,10 +16,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import snapshot
-from test_checkpoint import SimpleVAE
-from test_data import write_idx_dir
+from conftest import SimpleVAE, snapshot, write_idx_dir
 from vae_export.cli import main
+from vae_export.errors import VAEExportError
 from vae_export.runtime import RuntimeInputError, VAEDecoder
 
 
@@ -258,7 +257,7 @@ def test_renamed_graph_io(artifacts, runner, old, new, expected):
     result = runner.invoke(main, ["verify", "--artifacts", str(artifacts)])
     assert result.exit_code == 1
     one_line_error(result, "decoder.onnx: expected a decoder graph z -> x_hat", expected)
-    with pytest.raises(Exception, match="expected a decoder graph"):
+    with pytest.raises(VAEExportError, match="expected a decoder graph"):
         VAEDecoder(artifacts / "decoder.onnx")
 
 
@@ -438,5 +437,5 @@ def test_runtime_refuses_external_data_outside_directory(tmp_path, exported_dir)
     # path validation (1.20+) refuses it, and the runtime reports that in one line.
     (tmp_path / "secret.bin").write_bytes(b"\0" * 2_000_000)
     path = _external(tmp_path, exported_dir, "../secret.bin")
-    with pytest.raises(Exception, match="ONNX Runtime cannot load it.*escapes model directory"):
+    with pytest.raises(VAEExportError, match="ONNX Runtime cannot load it.*escapes model directory"):
         VAEDecoder(path)

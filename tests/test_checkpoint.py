@@ -1,19 +1,8 @@
 import torch
-from torch import nn
 
+from conftest import SimpleVAE
 from vae_export.checkpoint import load_model, load_reference, save_checkpoint
 from vae_export.model import VAE, VAEConfig
-
-
-class SimpleVAE(nn.Module):
-    """The seed's model, as users have it."""
-
-    def __init__(self, latent_dim=32, hidden=400):
-        super().__init__()
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU())
-        self.fc_mu = nn.Linear(hidden, latent_dim)
-        self.fc_logvar = nn.Linear(hidden, latent_dim)
-        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, 784), nn.Sigmoid())
 
 
 def test_round_trip_is_exact(tmp_path):

@@ -5,15 +5,15 @@ from PIL import Image
 
 from vae_export.cli import main
 
-COMMANDS = ["train", "export", "verify", "bench", "sample", "inspect", "run", "web"]
+CORE_COMMANDS = {"train", "export", "verify", "bench", "sample", "inspect", "run", "web"}
 
 
 def test_every_command_has_help(runner):
-    assert set(main.commands) == set(COMMANDS)
-    for name in COMMANDS:
+    assert CORE_COMMANDS <= set(main.commands)
+    for name, command in main.commands.items():  # every registered command, not a list kept by hand
         result = runner.invoke(main, [name, "--help"])
-        assert result.exit_code == 0
-        assert "Example" in result.output and len(main.commands[name].help) > 40
+        assert result.exit_code == 0, name
+        assert "Example" in result.output and len(command.help) > 40, name
 
 
 def test_shared_options_have_one_meaning():

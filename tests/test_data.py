@@ -8,31 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, idx_bytes, write_idx_dir
 from vae_export.data import IDX_FILES, download_idx, load_dataset, load_digits, parse_idx
 from vae_export.errors import UsageError, VAEExportError
 
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
                                  reason=f"real MNIST not found at {MNIST_DIR}")
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx_dir(d: Path, n_train=5, n_test=3, shape=(28, 28), gz=False, label_count=None):
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train_images": rng.integers(0, 256, (n_train, *shape)),
-        "train_labels": rng.integers(0, 10, label_count or n_train),
-        "test_images": rng.integers(0, 256, (n_test, *shape)),
-        "test_labels": rng.integers(0, 10, n_test),
-    }
-    for key, stem in IDX_FILES.items():
-        data = idx_bytes(arrays[key])
-        (d / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
-    return arrays
 
 
 @pytest.mark.parametrize("gz", [False, True])

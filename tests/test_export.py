@@ -79,7 +79,7 @@ def test_byte_identical_reexport(checkpoint, exported_dir):
 
 
 def test_seed_state_dict_latent_24_exports(tmp_path, runner):
-    from test_checkpoint import SimpleVAE
+    from conftest import SimpleVAE
 
     torch.manual_seed(0)
     torch.save(SimpleVAE(latent_dim=24).state_dict(), tmp_path / "seed.pt")

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -26,7 +27,7 @@ def test_reference_layers():
 
 def test_config_is_frozen_and_round_trips():
     config = VAEConfig(latent_dim=24)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.latent_dim = 3  # type: ignore[misc]
     import json
 

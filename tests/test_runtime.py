@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from vae_export.errors import VAEExportError
 from vae_export.runtime import VAE, VAEDecoder, VAEEncoder
 
 
@@ -74,7 +75,7 @@ def test_encoder_matches_contract(exported_dir, digits):
 
 
 def test_wrong_graph_role(exported_dir):
-    with pytest.raises(Exception, match="expected a decoder graph z -> x_hat"):
+    with pytest.raises(VAEExportError, match="expected a decoder graph z -> x_hat"):
         VAEDecoder(exported_dir / "encoder.onnx")
 
 
