@@ -48,3 +48,16 @@ def test_bench_report_rows_must_be_complete():
         BenchReport.from_json({"results": [{"graph": "decoder"}]})
     with pytest.raises(VAEExportError, match="no 'results' list"):
         BenchReport.from_json({"results": 3})
+
+
+def test_contract_document_lists_what_the_code_writes():
+    """docs/contract.md stays in step with the code: every variant, every report key."""
+    from vae_export.variants import LISTED_VARIANTS
+
+    doc = (Path(__file__).parents[1] / "docs" / "contract.md").read_text()
+    for variant in LISTED_VARIANTS:
+        assert f"| `{variant}` |" in doc, variant
+    verify = json.loads((V1 / "verify.json").read_text())
+    bench = json.loads((V1 / "bench.json").read_text())
+    for key in [*verify, *verify["checks"][0], *bench, *bench["results"][0], *bench["env"]]:
+        assert f'"{key}"' in doc, key

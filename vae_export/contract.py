@@ -1,4 +1,4 @@
-"""The graph contract apps build on (DESIGN.md section 2), in one place.
+"""The graph contract apps build on (docs/contract.md), in one place.
 
 Torch-free: the runtime, export, verify and bench all read names from here so they never drift.
 """
@@ -29,7 +29,7 @@ GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER)}
 
 def graph_filename(role: str, variant: str = FP32) -> str:
     """encoder.onnx for fp32, encoder.int8.onnx for a variant, encoder.ort for the ORT
-    format (DESIGN.md)."""
+    format (docs/contract.md, "Variants")."""
     if variant == FP32:
         return f"{role}.onnx"
     return f"{role}.ort" if variant == ORT_FORMAT else f"{role}.{variant}.onnx"
