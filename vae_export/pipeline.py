@@ -20,13 +20,13 @@ from vae_export.checkpoint import LoadedModel, load_model
 from vae_export.contract import graph_filename
 from vae_export.errors import UsageError
 from vae_export.export import ExportResult, export
+from vae_export.inputs import CALIBRATION_SAMPLES
 from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
 from vae_export.options import BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, GateResult, VerifyReport
 from vae_export.variants import needs_calibration
 
-CALIBRATION_IMAGES = 256
 VERIFY_REPORT = "verify.json"
 BENCH_REPORT = "bench.json"
 
@@ -76,7 +76,7 @@ def export_into(artifacts: Path, source: ModelSource = ModelSource(), options: E
 
         calibration, _ = reference_images(read_train_metrics(artifacts), loaded.image_shape, split="train")
         if calibration is None:  # user models of other shapes: calibrate on uniform noise
-            shape = (CALIBRATION_IMAGES, *loaded.image_shape)
+            shape = (CALIBRATION_SAMPLES, *loaded.image_shape)
             calibration = np.random.default_rng(0).random(shape, dtype=np.float32)
     return export(loaded, artifacts, options.opset, options.exporter, tuple(dict.fromkeys(options.variants)),
                   calibration)
