@@ -83,6 +83,26 @@ def variants_dir(tmp_path_factory, trained_dir, digits) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def conv_model(digits):
+    """The conv reference architecture, narrow and briefly trained (a spatial latent [4, 7, 7])."""
+    from vae_export.model import VAEConfig
+
+    return train(digits, VAEConfig(arch="conv", channels=8), TrainConfig(epochs=3, seed=0)).model
+
+
+@pytest.fixture(scope="session")
+def conv_dir(tmp_path_factory, conv_model) -> Path:
+    """Read-only: the conv model exported with --dynamic-size."""
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+
+    d = tmp_path_factory.mktemp("conv")
+    save_checkpoint(conv_model, d / "vae.safetensors")
+    export(load_model(d / "vae.safetensors", dynamic_size=True), d)
+    return d
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -123,3 +143,13 @@ def write_idx_dir(d: Path, n_train=5, n_test=3, shape=(28, 28), gz=False, label_
         data = idx_bytes(arrays[key])
         (d / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
     return arrays
+
+
+def one_line_error(result, *fragments: str) -> str:
+    """The CLI's failure promise: exactly one `Error: ...` line on stderr holding each fragment."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

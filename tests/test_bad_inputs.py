@@ -16,19 +16,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import SimpleVAE, snapshot, write_idx_dir
+from conftest import SimpleVAE, one_line_error, snapshot, write_idx_dir
 from vae_export.cli import main
 from vae_export.errors import VAEExportError
 from vae_export.runtime import RuntimeInputError, VAEDecoder
-
-
-def one_line_error(result, *fragments: str) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 class RunsCode:

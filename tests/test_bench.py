@@ -2,6 +2,7 @@ import copy
 import json
 import time
 
+import pytest
 import torch
 
 from vae_export.bench import bench, compare_baseline, time_interleaved
@@ -12,7 +13,7 @@ from vae_export.reports import BenchReport, BenchRow
 
 ROW_FIELDS = {"graph", "engine", "variant", "provider", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "throughput_per_s"}
-FAST = ["--batch-sizes", "1,4", "--warmup", "2", "--iterations", "15"]
+FAST = ["--batch-sizes", "1,4", "--warmup", "2", "--iterations", "15", "--no-peers"]
 
 
 def test_json_schema_and_percentiles(artifacts, runner, tmp_path):
@@ -112,3 +113,18 @@ def test_cli_min_time_reported(artifacts, runner, tmp_path):
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["min_time_s"] == 0.05
     assert all(r["iterations"] > 5 for r in report["results"])
+
+
+def test_openvino_peer_rows(artifacts, runner, tmp_path):
+    """With the [peers] extra installed, bench times OpenVINO on the fp32 graph in the same rounds."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed (pip install vae-export[peers])")
+    result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--batch-sizes", "2", "--warmup", "1",
+                                  "--iterations", "5", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    peers = [r for r in rows if r["engine"] == "openvino"]
+    assert {r["graph"] for r in peers} == {"encoder", "decoder"}
+    assert all(r["variant"] == "fp32" and r["file"].endswith(".onnx") and r["speedup_vs_torch"] > 0 for r in peers)

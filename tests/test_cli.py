@@ -110,7 +110,7 @@ def test_library_run_returns_typed_results(tmp_path):
 
     result = run(tmp_path, RunOptions(train=TrainOptions(epochs=2)))
     assert result.verify.passed and result.metrics["dataset"] == "digits"
-    assert {r.engine for r in result.bench.results} == {"onnxruntime", "torch"}
+    assert {"onnxruntime", "torch"} <= {r.engine for r in result.bench.results}
     assert json.loads((tmp_path / "verify.json").read_text())["passed"] is True
     assert json.loads((tmp_path / "bench.json").read_text())["warmup"] == 10
     result.raise_if_failed()

@@ -16,7 +16,7 @@ V1 = Path(__file__).parent / "data" / "v1"
 
 def test_manifest_written_by_v1_round_trips_exactly(tmp_path):
     manifest = Manifest.read(V1)
-    assert manifest.model.latent_dim == 32 and manifest.model.image_shape == (1, 28, 28)
+    assert manifest.model.latent_shape == (32,) and manifest.model.image_shape == (1, 28, 28)
     assert [e.file for e in manifest.artifacts] == ["encoder.onnx", "decoder.onnx"]
     assert manifest.checkpoint(V1) == V1 / "vae.safetensors"
     manifest.write(tmp_path)

@@ -113,9 +113,9 @@ def test_calibration_covers_exactly_the_edge_cases_verify_checks(digits):
     from vae_export.inputs import calibration_inputs, edge_inputs
 
     for role, images in (("decoder", None), ("encoder", digits.train.numpy())):
-        edges = edge_inputs(role, 32, (1, 28, 28))
-        data = calibration_inputs(role, 32, (1, 28, 28), images)
+        edges = edge_inputs(role, (32,), (1, 28, 28))
+        data = calibration_inputs(role, (32,), (1, 28, 28), images)
         assert len(data) == 256 + len(edges)
         np.testing.assert_array_equal(data[-len(edges):], edges)
-    mixed = edge_inputs("decoder", 32, (1, 28, 28))[2]
+    mixed = edge_inputs("decoder", (32,), (1, 28, 28))[2]
     assert set(np.abs(mixed).tolist()) == {4.0} and 0 < (mixed > 0).sum() < 32

@@ -38,6 +38,7 @@ from vae_export.manifest import Manifest
 from vae_export.options import BenchOptions
 from vae_export.errors import UsageError
 from vae_export.ortsession import make_session, providers_for
+from vae_export.peers import available_peers
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, BenchRow, GateResult, Regression
 
@@ -199,49 +200,66 @@ def bench(
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
+    sizes: tuple[tuple[int, int], ...] | None = None,
+    peers: bool = True,
 ) -> BenchReport:
     """The sweep; returns the `bench --json` report (docs/contract.md). `loaded=None` skips PyTorch;
-    `min_time_s` is the time budget of `time_interleaved`."""
+    `min_time_s` is the time budget of `time_interleaved`. Graphs with a symbolic size are timed
+    at each of `sizes` (default `Geometry.default_sizes`); their rows carry `size` and
+    `ms_per_megapixel`. With `peers`, installed peer engines (OpenVINO, on CPU) run the fp32
+    graph in the same rounds."""
     manifest = Manifest.read(artifacts)
+    g = manifest.model.geometry
     provider = providers_for(device)[0]
     entries = manifest.entries(graphs, variants)
     if not entries:
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
+    peer_engines = available_peers() if peers and device == "cpu" else {}
     results: list[BenchRow] = []
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for role in graphs:
             spec = GRAPHS[role]
-            # Every variant of a graph and PyTorch are timed together, shape by shape, in
-            # alternating rounds: the ratios between them come from the same minutes.
+            # Every variant of a graph, the peers and PyTorch are timed together, shape by shape,
+            # in alternating rounds: the ratios between them come from the same minutes.
             sessions = [(e, make_session(artifacts / e.file, device, threads, spec=spec)) for e in entries if e.graph == role]
             if not sessions:
                 continue
             module = None
             if loaded is not None:
                 module = (loaded.encoder if role == "encoder" else loaded.decoder).to(device)
-            for batch in batch_sizes:
-                x = bench_input(role, batch, manifest.model.latent_dim, manifest.model.image_shape)
-                progress(f"bench {role} batch {batch:>4}: {', '.join(e.variant for e, _ in sessions)}"
-                         + (" + torch" if module is not None else ""))
-                calls = [ort_call(session, spec, x, device) for _, session in sessions]
-                if module is not None:
-                    calls.append(torch_call(module, x, device))
-                timings = time_interleaved(calls, warmup, iterations, min_time_s=min_time_s)
-                base = {"graph": role, "batch": batch, "threads": threads}
-                for (entry, _), times in zip(sessions, timings):
-                    results.append(BenchRow(**base, variant=entry.variant, engine="onnxruntime", provider=provider,
-                                            file=entry.file, **stats(times, batch)))
-                if module is not None:
-                    results.append(BenchRow(**base, variant=FP32, engine="torch", provider=device, file=None,
-                                            **stats(timings[-1], batch)))
+            fp32 = next((e for e, _ in sessions if e.variant == FP32), None)
+            for size in sizes or g.default_sizes():
+                for batch in batch_sizes:
+                    x = bench_input(role, batch, g.latent_at(size), g.image_at(size))
+                    calls = [ort_call(session, spec, x, device) for _, session in sessions]
+                    peer_rows = [(name, make(artifacts / fp32.file, x, threads)) for name, make in peer_engines.items()
+                                 if fp32 is not None]
+                    calls += [call for _, call in peer_rows]
+                    if module is not None:
+                        calls.append(torch_call(module, x, device))
+                    progress(f"bench {role} {size[0]}x{size[1]} batch {batch:>4}: "
+                             f"{', '.join(e.variant for e, _ in sessions)}"
+                             + "".join(f" + {name}" for name, _ in peer_rows) + (" + torch" if module is not None else ""))
+                    timings = iter(time_interleaved(calls, warmup, iterations, min_time_s=min_time_s))
+                    base: dict[str, Any] = {"graph": role, "batch": batch, "threads": threads}
+                    extra = {"size": list(size)} if g.dynamic_size else {}
+                    for entry, _ in sessions:
+                        results.append(BenchRow(**base, variant=entry.variant, engine="onnxruntime", provider=provider,
+                                                file=entry.file, **stats(next(timings), batch), **extra))
+                    for name, _ in peer_rows:
+                        results.append(BenchRow(**base, variant=FP32, engine=name, provider="CPU",
+                                                file=fp32.file, **stats(next(timings), batch), **extra))  # type: ignore[union-attr]
+                    if module is not None:
+                        results.append(BenchRow(**base, variant=FP32, engine="torch", provider=device, file=None,
+                                                **stats(next(timings), batch), **extra))
             if module is not None:
                 module.to("cpu")
     finally:
         torch.set_num_threads(previous_threads)
-    report = BenchReport(env=environment(threads, device), warmup=warmup, iterations=iterations,
-                         min_time_s=min_time_s, results=results)
+    env = {**environment(threads, device), "image_shape": list(g.image_shape)}  # for per-megapixel figures
+    report = BenchReport(env=env, warmup=warmup, iterations=iterations, min_time_s=min_time_s, results=results)
     report.add_speedups()
     return report
 

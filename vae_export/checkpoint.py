@@ -28,6 +28,7 @@ from torch import nn
 
 from vae_export import __version__
 from vae_export.artifacts import atomic_write_bytes, sha256_file
+from vae_export.contract import Geometry
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.model import VAE, VAEConfig
 
@@ -99,16 +100,30 @@ class _DecodeGraph(nn.Module):
 
 @dataclass
 class LoadedModel:
-    """A model split into its two graphs, with what the manifest needs to know about it."""
+    """A model split into its graphs, with what the manifest needs to know about it."""
 
     encoder: nn.Module  # x -> (mu, logvar)
     decoder: nn.Module  # z -> x_hat [B, C, H, W]
-    image_shape: tuple[int, int, int]
-    latent_dim: int
+    geometry: Geometry
     checkpoint: Path
     checkpoint_sha256: str
     source: str  # "vae-export", "state-dict" or "module:attr"
     config: dict[str, Any]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.geometry.image_shape
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.geometry.latent_shape
+
+    @property
+    def latent_dim(self) -> int:
+        """The latent size of a flat latent (v1 models)."""
+        if not self.geometry.flat:
+            raise ValueError(f"latent_dim: the latent {list(self.latent_shape)} is not flat")
+        return self.latent_shape[0]
 
 
 def save_checkpoint(model: VAE, path: Path) -> None:
@@ -282,8 +297,13 @@ def load_model(
     checkpoint: Path,
     model_ref: str | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    dynamic_size: bool = False,
 ) -> LoadedModel:
-    """Load any supported source and split it into its encoder and decoder graphs."""
+    """Load any supported source and split it into its encoder and decoder graphs.
+
+    The latent shape comes from a trial encode of a zero batch. With `dynamic_size`, a second
+    trial at twice the height and width decides whether the model runs at other sizes, and its
+    stride (image size / latent size); a model that does not is refused (exit 2)."""
     if model_ref is None:
         vae, source = load_reference(checkpoint, image_shape)
         module: nn.Module = vae
@@ -303,14 +323,19 @@ def load_model(
         config = {"image_shape": list(shape), "model": model_ref}
     encoder = _EncodeGraph(module).eval()
     latent = _trial_encode(encoder, shape, checkpoint)
-    decoder = _DecodeGraph(module, shape, reshape=_trial_decode(module, latent, shape, checkpoint)).eval()
-    config["latent_dim"] = latent
+    reshape = _trial_decode(module, latent, shape, checkpoint)
+    stride = _trial_second_size(encoder, module, shape, latent, reshape, checkpoint) if dynamic_size else None
+    decoder = _DecodeGraph(module, shape, reshape=reshape).eval()
+    if len(latent) == 1:
+        config["latent_dim"] = latent[0]
+    else:  # the MLP's sizes mean nothing here
+        config = {k: v for k, v in config.items() if k not in ("latent_dim", "hidden_dim")}
+        config["latent_shape"] = list(latent)
     config["image_shape"] = list(shape)
     return LoadedModel(
         encoder=encoder,
         decoder=decoder,
-        image_shape=shape,
-        latent_dim=latent,
+        geometry=Geometry(shape, latent, dynamic_size, stride),
         checkpoint=checkpoint,
         checkpoint_sha256=sha256_file(checkpoint),
         source=source,
@@ -318,13 +343,16 @@ def load_model(
     )
 
 
-def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -> int:
-    """The latent size, from one encode of a zero batch; also proves the graphs run."""
+def _encode_once(encoder: _EncodeGraph, x: torch.Tensor) -> Any:
+    with torch.inference_mode():
+        module = encoder.module
+        return module.encode(x) if hasattr(module, "encode") else encoder(x)
+
+
+def _trial_encode(encoder: _EncodeGraph, shape: tuple[int, int, int], path: Path) -> tuple[int, ...]:
+    """The latent shape, from one encode of a zero batch; also proves the graphs run."""
     try:
-        with torch.inference_mode():
-            module = encoder.module
-            x = torch.zeros(2, *shape)
-            out = module.encode(x) if hasattr(module, "encode") else encoder(x)
+        out = _encode_once(encoder, torch.zeros(2, *shape))
     except Exception as exc:  # the user's model failed on a well-formed input
         raise VAEExportError(
             f"--checkpoint {path}: encode failed on a zero batch of shape "
@@ -333,21 +361,22 @@ def _trial_encode(encoder: nn.Module, shape: tuple[int, int, int], path: Path) -
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise VAEExportError(f"--checkpoint {path}: encode(x) must return (mu, logvar), two tensors")
     mu, logvar = out
-    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape[0] != 2:
+    if mu.ndim not in (2, 4) or mu.shape != logvar.shape or mu.shape[0] != 2:
         raise VAEExportError(
-            f"--checkpoint {path}: encode(x) must return mu and logvar of shape [batch, latent], "
-            f"found {list(mu.shape)} and {list(logvar.shape)}"
+            f"--checkpoint {path}: encode(x) must return mu and logvar of shape [batch, latent] or "
+            f"[batch, c, h, w], found {list(mu.shape)} and {list(logvar.shape)}"
         )
-    return int(mu.shape[1])
+    return tuple(int(d) for d in mu.shape[1:])
 
 
-def _trial_decode(module: nn.Module, latent: int, shape: tuple[int, int, int], path: Path) -> bool:
+def _trial_decode(module: nn.Module, latent: tuple[int, ...], shape: tuple[int, int, int], path: Path) -> bool:
     """Decode a zero batch; returns whether x_hat needs reshaping to [B, C, H, W]."""
     try:
         with torch.inference_mode():
-            x_hat = _decode_fn(module)(torch.zeros(2, latent))
+            x_hat = _decode_fn(module)(torch.zeros(2, *latent))
     except Exception as exc:  # the user's model failed on a well-formed input
-        raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape [2, {latent}] ({first_line(exc)})") from None
+        raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape {[2, *latent]} "
+                             f"({first_line(exc)})") from None
     if not isinstance(x_hat, torch.Tensor) or x_hat.shape[0] != 2 or x_hat.numel() != 2 * math.prod(shape):
         found = list(x_hat.shape) if isinstance(x_hat, torch.Tensor) else type(x_hat).__name__
         raise VAEExportError(
@@ -355,3 +384,32 @@ def _trial_decode(module: nn.Module, latent: int, shape: tuple[int, int, int], p
             f"(image shape {','.join(map(str, shape))}), found {found}"
         )
     return tuple(x_hat.shape[1:]) != shape
+
+
+def _trial_second_size(encoder: _EncodeGraph, module: nn.Module, shape: tuple[int, int, int],
+                       latent: tuple[int, ...], reshape: bool, path: Path) -> int:
+    """--dynamic-size: encode and decode at twice the height and width. The model qualifies when
+    both run, the latent is spatial and scales with the image, and decode returns the larger
+    image; the stride is image size / latent size. Decided by running the model, not by
+    guessing from its layer types."""
+    c, h, w = shape
+    big = (c, 2 * h, 2 * w)
+    refuse = f"--dynamic-size: the model does not run at a second size ({2 * h}x{2 * w} after {h}x{w}): "
+    try:
+        mu, _ = _encode_once(encoder, torch.zeros(2, *big))
+    except Exception as exc:  # an MLP's first Linear, say, cannot take more pixels
+        raise UsageError(refuse + f"encode failed ({first_line(exc)})") from None
+    found = tuple(int(d) for d in mu.shape[1:])
+    if len(latent) != 3 or found != (latent[0], 2 * latent[1], 2 * latent[2]):
+        raise UsageError(refuse + f"its latent {list(latent)} became {list(found)}, not a spatial latent that "
+                         "scales with the image")
+    if h % latent[1] or w % latent[2] or h // latent[1] != w // latent[2]:
+        raise UsageError(refuse + f"image {h}x{w} over latent {latent[1]}x{latent[2]} is not one integer stride")
+    try:
+        with torch.inference_mode():
+            x_hat = _decode_fn(module)(torch.zeros(2, *found))
+    except Exception as exc:
+        raise UsageError(refuse + f"decode failed ({first_line(exc)})") from None
+    if reshape or tuple(x_hat.shape[1:]) != big:
+        raise UsageError(refuse + f"decode returned {list(x_hat.shape)}, expected {[2, *big]}")
+    return h // latent[1]

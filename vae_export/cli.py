@@ -15,7 +15,7 @@ import click
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
 from vae_export.errors import VAEExportError, first_line
-from vae_export.options import (DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, BenchOptions, ExportOptions,
+from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, BenchOptions, ExportOptions,
                                 ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
@@ -63,6 +63,22 @@ class _BatchSizes(click.ParamType):
         if not sizes or min(sizes) < 1:
             self.fail(f"expected batch sizes of at least 1, found {value!r}", param, ctx)
         return sizes
+
+
+class _Sizes(click.ParamType):
+    name = "HxW,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[tuple[int, int], ...]:
+        if isinstance(value, tuple):
+            return value
+        sizes = []
+        for part in str(value).split(","):
+            h, sep, w = part.strip().lower().partition("x")
+            if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0 and int(h) * int(w) <= 1 << 26):
+                self.fail(f"expected sizes like 28x28,56x56,32x48 (positive, at most 2^26 pixels), found {value!r}",
+                          param, ctx)
+            sizes.append((int(h), int(w)))
+        return tuple(sizes)
 
 
 class _ImageShape(click.ParamType):
@@ -114,6 +130,13 @@ dataset_options = _options(
 )
 
 
+arch_option = click.option("--arch", type=click.Choice(ARCHS), default=TrainOptions.arch, show_default=True,
+                           help="mlp: the seed's MLP VAE; conv: fully convolutional, spatial latent [4, H/4, W/4].")
+sizes_option = click.option("--sizes", type=_Sizes(),
+                            help="Image sizes for graphs exported with --dynamic-size (default: the export size, "
+                                 "twice it, and a non-square one, e.g. 28x28,56x56,32x48).")
+
+
 def _batch_sizes_option(default: tuple[int, ...]) -> Callable:
     return click.option("--batch-sizes", type=_BatchSizes(), default=",".join(map(str, default)), show_default=True,
                         help="Comma-separated batch sizes.")
@@ -149,6 +172,7 @@ def main(debug: bool) -> None:
 @main.command()
 @artifacts_option
 @dataset_options
+@arch_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainOptions.batch_size, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
@@ -156,10 +180,15 @@ def main(debug: bool) -> None:
 @click.option("--latent-dim", type=click.IntRange(min=1), default=TrainOptions.latent_dim, show_default=True)
 @click.option("--hidden-dim", type=click.IntRange(min=1), default=TrainOptions.hidden_dim, show_default=True)
 @click.option("--beta", type=click.FloatRange(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
+@click.option("--channels", type=click.IntRange(min=1, max=1024), default=TrainOptions.channels, show_default=True,
+              help="conv: convolution width.")
+@click.option("--latent-channels", type=click.IntRange(min=1, max=1024), default=TrainOptions.latent_channels,
+              show_default=True, help="conv: channels of the spatial latent.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
-def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None,
-          batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, seed: int, quiet: bool) -> None:
+def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, arch: str, epochs: int | None,
+          batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, channels: int,
+          latent_channels: int, seed: int, quiet: bool) -> None:
     """Train the reference VAE; writes vae.safetensors and train_metrics.json.
 
     The reported test loss is the negative ELBO in nats per image (one sampled z, KL weight
@@ -168,11 +197,13 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
     \b
     Example:
         vae-export train --dataset mnist --data-dir ~/data/mnist
+        vae-export train --arch conv
     """
     from vae_export.pipeline import train_into
 
-    options = TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs, batch_size=batch_size,
-                           lr=lr, latent_dim=latent_dim, hidden_dim=hidden_dim, beta=beta, seed=seed)
+    options = TrainOptions(dataset=dataset, data_dir=data_dir, download=download, arch=arch, epochs=epochs,
+                           batch_size=batch_size, lr=lr, latent_dim=latent_dim, hidden_dim=hidden_dim, beta=beta,
+                           channels=channels, latent_channels=latent_channels, seed=seed)
     metrics = train_into(artifacts, options, _progress(quiet))
     click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
                f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
@@ -189,8 +220,11 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
               help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
+@click.option("--dynamic-size", is_flag=True,
+              help="Symbolic height and width (fully convolutional models; refused for a model that does not run "
+                   "at a second size).")
 def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
-                   opset: int, exporter: str, variants: tuple[str, ...]) -> None:
+                   opset: int, exporter: str, variants: tuple[str, ...], dynamic_size: bool) -> None:
     """Split the VAE and export encoder.onnx and decoder.onnx (+ manifest.json).
 
     Graphs: encoder x [batch, C, H, W] -> mu, logvar [batch, latent]; decoder
@@ -208,7 +242,8 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     from vae_export.pipeline import export_into
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
-    result = export_into(artifacts, source, ExportOptions(opset=opset, exporter=exporter, variants=variants))
+    result = export_into(artifacts, source, ExportOptions(opset=opset, exporter=exporter, variants=variants,
+                                                          dynamic_size=dynamic_size))
     for entry in result.manifest.artifacts:
         click.echo(f"{entry.file:<28} {entry.bytes:>10,} bytes  sha256 {entry.sha256[:12]}")
     for path in result.removed:
@@ -226,13 +261,14 @@ def _fmt(value: float | None, spec: str = ".2e") -> str:
 @artifacts_option
 @model_options
 @_batch_sizes_option(VerifyOptions.batch_sizes)
+@sizes_option
 @click.option("--atol", type=click.FloatRange(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
 @json_option
 @quiet_option
 def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
-           batch_sizes: tuple[int, ...], atol: float, rtol: float, device: str, json_path: Path | None,
+           batch_sizes: tuple[int, ...], sizes: Any, atol: float, rtol: float, device: str, json_path: Path | None,
            quiet: bool) -> None:
     """Compare ONNX Runtime with PyTorch for every graph and variant; exit 1 on any mismatch.
 
@@ -246,7 +282,8 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     (fp16 atol 1e-2 rtol 1e-2; int8 and int8-static atol 0.25 rtol 0.05, atol 0.5 for the
     all-zero and all-one images).
     Inputs: real images (else uniform), all-zero and all-one images; z ~ N(0, I) and z at
-    +-4 sigma. min_atol is the smallest atol that would have passed.
+    +-4 sigma. min_atol is the smallest atol that would have passed. Graphs exported with
+    --dynamic-size are checked at every --sizes size (rows gain "size").
 
     \b
     Example:
@@ -255,7 +292,8 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     from vae_export.pipeline import verify_artifacts
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
-    options = VerifyOptions(batch_sizes=batch_sizes, atol=atol, rtol=rtol, device=device, json_path=json_path)
+    options = VerifyOptions(batch_sizes=batch_sizes, sizes=sizes, atol=atol, rtol=rtol, device=device,
+                            json_path=json_path)
     report = verify_artifacts(artifacts, source, options, _progress(quiet))
     _print_verify(report)
     report.raise_if_failed()
@@ -289,6 +327,7 @@ def _print_verify(report: Any) -> None:
 @model_options
 @device_option
 @_batch_sizes_option(BenchOptions.batch_sizes)
+@sizes_option
 @click.option("--threads", type=click.IntRange(min=1), default=BenchOptions.threads, show_default=True,
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
 @click.option("--warmup", type=click.IntRange(min=0), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
@@ -296,6 +335,7 @@ def _print_verify(report: Any) -> None:
 @click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=BenchOptions.min_time_s, show_default=True, metavar="SECONDS",
               help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows).")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
+@click.option("--no-peers", is_flag=True, help="Do not time installed peer engines (OpenVINO).")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
@@ -303,12 +343,16 @@ def _print_verify(report: Any) -> None:
               help="Fail when p50 > RATIO x the baseline's p50.")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
-          batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, min_time: float, no_torch: bool,
-          json_path: Path | None, baseline: Path | None, max_regression: float, quiet: bool) -> None:
+          batch_sizes: tuple[int, ...], sizes: Any, threads: int, warmup: int, iterations: int, min_time: float,
+          no_torch: bool, no_peers: bool, json_path: Path | None, baseline: Path | None, max_regression: float,
+          quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
     Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
-    throughput in samples/s at p50. speedup = PyTorch p50 / ONNX Runtime p50.
+    throughput in samples/s at p50. speedup = PyTorch p50 / the row's p50. Installed peer
+    engines (OpenVINO: pip install vae-export[peers]) run the fp32 graph in the same rounds.
+    Graphs exported with --dynamic-size are timed at every --sizes size; the table shows the
+    time per megapixel.
 
     \b
     Examples:
@@ -319,8 +363,8 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
     options = BenchOptions(device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
-                           iterations=iterations, min_time_s=min_time, with_torch=not no_torch, json_path=json_path,
-                           baseline=baseline, max_regression=max_regression)
+                           iterations=iterations, min_time_s=min_time, with_torch=not no_torch, sizes=sizes,
+                           peers=not no_peers, json_path=json_path, baseline=baseline, max_regression=max_regression)
     outcome = bench_artifacts(artifacts, source, options, _progress(quiet))
     _print_bench(outcome.report)
     gate = outcome.gate
@@ -338,13 +382,21 @@ def _print_bench(report: Any) -> None:
     env = report.env
     click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
                f"| torch {env['torch']} | device {env['device']}")
-    click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} "
-               f"{'mean ms':>9} {'samples/s':>11} {'speedup':>8} {'calls':>6}")
+    click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'size':>9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
+               f"{'p99 ms':>9} {'mean ms':>9} {'samples/s':>11} {'ms/Mpx':>8} {'speedup':>8} {'calls':>6}")
     for r in report.results:
         speed = "" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}x"
-        click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {r.batch:>5} {r.p50_ms:>9.4f} "
-                   f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} {speed:>8} "
-                   f"{r.iterations:>6}")
+        size = f"{r.size[0]}x{r.size[1]}" if r.size else "-"
+        pixels = r.batch * (r.size[0] * r.size[1] if r.size else _image_pixels(env, r))
+        click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
+                   f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} "
+                   f"{r.p50_ms / (pixels / 1e6) if pixels else 0:>8.3f} {speed:>8} {r.iterations:>6}")
+
+
+def _image_pixels(env: dict[str, Any], row: Any) -> int:
+    """Pixels per image of a fixed-size graph (from the report's env), 0 when not recorded."""
+    shape = env.get("image_shape") or []
+    return shape[1] * shape[2] if len(shape) == 3 else 0
 
 
 # ---- sample / inspect -------------------------------------------------------------------------
@@ -356,7 +408,9 @@ def _print_bench(report: Any) -> None:
 @click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
               help="Which decoder variant to use.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
-def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None) -> None:
+@click.option("--size", "size", type=_Sizes(), metavar="HxW",
+              help="Image size, for a decoder exported with --dynamic-size (default: its export size).")
+def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None, size: Any) -> None:
     """Decode z ~ N(0, I) into a PNG grid, with the torch-free runtime.
 
     \b
@@ -365,7 +419,9 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
     """
     from vae_export.pipeline import sample_png
 
-    path = sample_png(artifacts, count, seed, variant, output)
+    if size is not None and len(size) != 1:
+        raise click.BadParameter(f"expected one size HxW, found {len(size)}", param_hint="--size")
+    path = sample_png(artifacts, count, seed, variant, output, size[0] if size else None)
     click.echo(f"wrote {path}")
 
 
@@ -407,7 +463,9 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
               help="Which decoder variant to ship.")
 @click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An installed onnxruntime-web package (default: npm install it once into the cache).")
-def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
+@click.option("--size", type=_Sizes(), metavar="HxW",
+              help="Image size, for a decoder exported with --dynamic-size (default: its export size).")
+def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None, size: Any) -> None:
     """Write a static page that runs decoder.onnx in the browser (onnxruntime-web).
 
     A grid of samples, sliders for the first latent dimensions that redraw live, a random
@@ -420,7 +478,9 @@ def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
     """
     from vae_export.web import build_site
 
-    files = build_site(artifacts, out, ort_web, variant)
+    if size is not None and len(size) != 1:
+        raise click.BadParameter(f"expected one size HxW, found {len(size)}", param_hint="--size")
+    files = build_site(artifacts, out, ort_web, variant, size[0] if size else None)
     click.echo(f"wrote {len(files)} files to {out}; serve it with: python -m http.server -d {out} 8000")
 
 
@@ -433,9 +493,11 @@ def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also export, verify and time these variants (repeatable).")
+@arch_option
+@click.option("--dynamic-size", is_flag=True, help="Export with symbolic height and width (--arch conv).")
 @quiet_option
 def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None, seed: int,
-        variants: tuple[str, ...], quiet: bool) -> None:
+        variants: tuple[str, ...], arch: str, dynamic_size: bool, quiet: bool) -> None:
     """Train on the default dataset, export, verify, benchmark and draw pictures.
 
     Writes into ARTIFACTS: the checkpoint, both graphs, manifest.json, verify.json,
@@ -448,7 +510,7 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     from vae_export.pipeline import run as run_pipeline
 
     options = RunOptions(train=TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs,
-                                            seed=seed), variants=variants)
+                                            seed=seed, arch=arch), variants=variants, dynamic_size=dynamic_size)
     result = run_pipeline(artifacts, options, _progress(quiet))
     _print_summary(result)
     result.raise_if_failed()

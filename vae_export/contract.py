@@ -1,29 +1,46 @@
 """The graph contract apps build on (docs/contract.md), in one place.
 
-Torch-free: the runtime, export, verify and bench all read names from here so they never drift.
+Contract v2: a graph has one or two inputs (`x`/`z`, and `y` for conditional models), latents
+of any shape (`[latent]` flat, `[c, h, w]` spatial), and optionally symbolic `height`/`width`.
+The v1 contract (flat, unconditional, one size) is the special case.
+
+Torch-free: the runtime, export, verify and bench all read names and shapes from here so they
+never drift.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 BATCH_DIM = "batch"
+HEIGHT_DIM, WIDTH_DIM = "height", "width"
+LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM = "latent_height", "latent_width"
 FP32 = "fp32"
 ORT_FORMAT = "ort"  # the variant whose file is a .ort flatbuffer, not an .onnx
 META_PREFIX = "vae_export."
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+Shape = tuple[int | None, ...]  # None: a symbolic dimension
 
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """One exported graph: its role, its single input and its outputs, in order."""
+    """One exported graph: its role, its inputs and its outputs, in order."""
 
     role: str
-    input_name: str
+    input_names: tuple[str, ...]
     output_names: tuple[str, ...]
 
+    @property
+    def input_name(self) -> str:
+        """The primary input (`x` or `z`); `y`, when present, comes second."""
+        return self.input_names[0]
 
-ENCODER = GraphSpec("encoder", "x", ("mu", "logvar"))
-DECODER = GraphSpec("decoder", "z", ("x_hat",))
+
+ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"))
+DECODER = GraphSpec("decoder", ("z",), ("x_hat",))
 GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER)}
 
 
@@ -33,3 +50,104 @@ def graph_filename(role: str, variant: str = FP32) -> str:
     if variant == FP32:
         return f"{role}.onnx"
     return f"{role}.ort" if variant == ORT_FORMAT else f"{role}.{variant}.onnx"
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Image and latent shapes of a model (without the batch axis), and how they scale.
+
+    `image_shape` and `latent_shape` are those at the size the model was exported (or trained)
+    at. With `dynamic_size`, height and width are symbolic: an image of size (H, W) (multiples
+    of `stride`) has a latent of spatial size (H / stride, W / stride).
+    """
+
+    image_shape: tuple[int, int, int]
+    latent_shape: tuple[int, ...]
+    dynamic_size: bool = False
+    stride: int | None = None
+
+    @property
+    def flat(self) -> bool:
+        return len(self.latent_shape) == 1
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image_shape[1], self.image_shape[2]
+
+    def check_size(self, size: tuple[int, int], option: str = "size") -> None:
+        """Raises ValueError naming the rule when a size does not fit the model."""
+        if not self.dynamic_size:
+            if tuple(size) != self.size:
+                raise ValueError(f"{option} {size[0]}x{size[1]}: this model runs at {self.size[0]}x{self.size[1]} only "
+                                 "(export with --dynamic-size for other sizes)")
+            return
+        stride = self.stride or 1
+        if min(size) < stride or size[0] % stride or size[1] % stride:
+            raise ValueError(f"{option} {size[0]}x{size[1]}: height and width must be positive multiples of "
+                             f"the model's stride {stride}")
+
+    def image_at(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        return (self.image_shape[0], size[0], size[1])
+
+    def latent_at(self, size: tuple[int, int]) -> tuple[int, ...]:
+        """The latent shape for images of `size`."""
+        if not self.dynamic_size or self.flat:
+            return self.latent_shape
+        stride = self.stride or 1
+        return (self.latent_shape[0], size[0] // stride, size[1] // stride)
+
+    def default_sizes(self) -> tuple[tuple[int, int], ...]:
+        """verify's and bench's sizes: the export size; for symbolic sizes also twice it and a
+        non-square one (28x28 -> 28x28, 56x56, 32x48 at stride 4)."""
+        h, w = self.size
+        if not self.dynamic_size:
+            return ((h, w),)
+        s = self.stride or 1
+        return ((h, w), (2 * h, 2 * w), (h + s, w + 5 * s))
+
+    # ---- the symbolic shapes written into graphs and metadata ---------------------------------
+
+    def image_dims(self) -> Shape:
+        return (self.image_shape[0], None, None) if self.dynamic_size else self.image_shape
+
+    def latent_dims(self) -> Shape:
+        if self.dynamic_size and not self.flat:
+            return (self.latent_shape[0], None, None)
+        return self.latent_shape
+
+
+def symbolic_names(role_value: str, rank: int) -> tuple[str, ...]:
+    """Names of the symbolic dims of an image (`x`, `x_hat`) or latent (`z`, `mu`, `logvar`)
+    value: batch first, then height/width for the last two axes."""
+    image = role_value in ("x", "x_hat")
+    h, w = (HEIGHT_DIM, WIDTH_DIM) if image else (LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM)
+    names = [BATCH_DIM] + [""] * (rank - 1)
+    if rank >= 3:
+        names[-2], names[-1] = h, w
+    return tuple(names)
+
+
+def shape_json(shape: Sequence[int | None] | None) -> str:
+    """Metadata form of a shape: a JSON list, null for symbolic dims (or a symbolic size)."""
+    return json.dumps(None if shape is None else list(shape))
+
+
+def parse_shape(text: str | None) -> Shape | None:
+    """Reads `latent_shape`/`image_shape` metadata in both forms: the v2 JSON list (null for
+    symbolic) and the v1 `C,H,W` string; None when absent or null."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        value = json.loads(text) if text.startswith(("[", "null")) else [int(v) for v in text.split(",")]
+    except (ValueError, json.JSONDecodeError):
+        raise ValueError(f"not a shape: {text[:40]!r}") from None
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v is None or (isinstance(v, int) and v > 0) for v in value):
+        raise ValueError(f"not a shape: {text[:40]!r}")
+    return tuple(value)
+
+
+def format_shape(shape: Sequence[int | str | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

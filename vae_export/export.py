@@ -25,7 +25,8 @@ import torch
 from vae_export import __version__
 from vae_export.artifacts import sha256_file
 from vae_export.checkpoint import LoadedModel
-from vae_export.contract import BATCH_DIM, DECODER, ENCODER, FP32, META_PREFIX, GraphSpec, graph_filename
+from vae_export.contract import (BATCH_DIM, DECODER, ENCODER, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, META_PREFIX,
+                                 Geometry, GraphSpec, Shape, graph_filename, shape_json, symbolic_names)
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
@@ -70,25 +71,41 @@ def quiet_exporter() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
+def _dynamic_dims(spec: GraphSpec, geometry: Geometry) -> dict[int, Any]:
+    """torch.export dims of the primary input: batch, and for --dynamic-size the spatial axes
+    (the encoder's image as stride x the latent's, so torch.export knows they divide)."""
+    dims: dict[int, Any] = {0: torch.export.Dim(BATCH_DIM, min=1)}
+    if geometry.dynamic_size:
+        h = torch.export.Dim(LATENT_HEIGHT_DIM, min=1, max=4096)
+        w = torch.export.Dim(LATENT_WIDTH_DIM, min=1, max=4096)
+        stride = geometry.stride or 1
+        dims[2], dims[3] = (stride * h, stride * w) if spec is ENCODER else (h, w)
+    return dims
+
+
 def _export_one(
-    module: torch.nn.Module, spec: GraphSpec, example: torch.Tensor, opset_version: int, exporter: str
+    module: torch.nn.Module, spec: GraphSpec, example: torch.Tensor, opset_version: int, exporter: str,
+    geometry: Geometry,
 ) -> onnx.ModelProto:
     with quiet_exporter(), torch.no_grad():
         if exporter == "dynamo":
-            batch = torch.export.Dim(BATCH_DIM, min=1)
             program = torch.onnx.export(
                 module,
                 (example,),
                 dynamo=True,
                 input_names=[spec.input_name],
                 output_names=list(spec.output_names),
-                dynamic_shapes={spec.input_name: {0: batch}},
+                dynamic_shapes={spec.input_name: _dynamic_dims(spec, geometry)},
                 opset_version=opset_version,
                 optimize=True,
                 verbose=False,
             )
             return program.model_proto
         buffer = io.BytesIO()
+        names = (spec.input_name, *spec.output_names)
+        axes = {name: {0: BATCH_DIM} for name in names}
+        if geometry.dynamic_size:
+            axes = {name: dict(enumerate(symbolic_names(name, 4))) for name in names}
         torch.onnx.export(
             module,
             (example,),
@@ -96,16 +113,17 @@ def _export_one(
             dynamo=False,
             input_names=[spec.input_name],
             output_names=list(spec.output_names),
-            dynamic_axes={name: {0: BATCH_DIM} for name in (spec.input_name, *spec.output_names)},
+            dynamic_axes=axes,
             opset_version=opset_version,
         )
         return onnx.load_from_string(buffer.getvalue())
 
 
-def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, tuple[int, ...]]) -> None:
-    """Name dim 0 of every input and output `batch` and fix every other dimension to the
-    size PyTorch produced (the TorchScript exporter leaves some symbolic); refuse a fixed
-    batch or a fixed size that disagrees with PyTorch."""
+def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, Shape]) -> None:
+    """Name the symbolic dimensions of every input and output (`batch`, and `height`/`width`,
+    `latent_height`/`latent_width` for --dynamic-size) and fix every other dimension to the size
+    PyTorch produced (the TorchScript exporter leaves some symbolic); refuse a fixed dimension
+    that should be symbolic, or a fixed size that disagrees with PyTorch."""
     values = [v for v in model.graph.input if v.name == spec.input_name] + list(model.graph.output)
     names = [v.name for v in values]
     if names != [spec.input_name, *spec.output_names]:
@@ -113,13 +131,16 @@ def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, tuple
                              f"{[spec.input_name, *spec.output_names]}")
     for value in values:
         dims = value.type.tensor_type.shape.dim
-        expected = shapes[value.name]
-        if len(dims) != 1 + len(expected):
-            raise VAEExportError(f"{spec.role}: {value.name} has rank {len(dims)}, PyTorch gives {1 + len(expected)}")
-        if dims[0].HasField("dim_value"):
-            raise VAEExportError(f"{spec.role}: {value.name} has a fixed batch dimension; export failed to keep it dynamic")
-        dims[0].dim_param = BATCH_DIM
-        for dim, size in zip(list(dims)[1:], expected):
+        expected = (None, *shapes[value.name])
+        if len(dims) != len(expected):
+            raise VAEExportError(f"{spec.role}: {value.name} has rank {len(dims)}, PyTorch gives {len(expected)}")
+        for dim, size, name in zip(dims, expected, symbolic_names(value.name, len(expected))):
+            if size is None:
+                if dim.HasField("dim_value"):
+                    raise VAEExportError(f"{spec.role}: {value.name} has a fixed {name} dimension; "
+                                         "export failed to keep it dynamic")
+                dim.dim_param = name
+                continue
             if dim.HasField("dim_value") and dim.dim_value != size:
                 raise VAEExportError(f"{spec.role}: {value.name} has size {dim.dim_value} where PyTorch gives {size}")
             dim.dim_value = size
@@ -135,16 +156,22 @@ def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
 
 
 def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> None:
+    """The contract's metadata (docs/contract.md). v1 keys keep their v1 form for models v1
+    could describe (a fixed size: `image_shape` "C,H,W"; a flat latent: `latent_dim`)."""
+    g = loaded.geometry
     props = {
         "role": spec.role,
-        "latent_dim": str(loaded.latent_dim),
-        "image_shape": ",".join(map(str, loaded.image_shape)),
+        **({"latent_dim": str(g.latent_shape[0])} if g.flat else {}),
+        "image_shape": shape_json(None) if g.dynamic_size else ",".join(map(str, g.image_shape)),
         "version": __version__,
         "checkpoint_sha256": loaded.checkpoint_sha256,
         "source": loaded.source,
         "opset": str(opset_version),
         "exporter": exporter,
         "variant": FP32,
+        "latent_shape": shape_json(g.latent_dims()),
+        "likelihood": "bernoulli",
+        **({"stride": str(g.stride)} if g.dynamic_size else {}),
     }
     del model.metadata_props[:]
     for key, value in props.items():
@@ -154,9 +181,10 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, 
     model.doc_string = f"vae-export {spec.role}: {spec.input_name} -> {', '.join(spec.output_names)}"
 
 
-def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, input_shape: tuple[int, ...]) -> None:
+def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geometry: Geometry) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
-    example's (compared with PyTorch when the module is given)."""
+    example's, and for --dynamic-size at a second image size (compared with PyTorch when the
+    module is given)."""
     from vae_export.ortsession import make_session
 
     try:
@@ -166,8 +194,12 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
         raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({first_line(exc)})") from None
     session = make_session(path, spec=spec, validate=False)  # the checker above has run
     rng = np.random.default_rng(0)
-    for batch in CHECK_BATCHES:
-        x = rng.random((batch, *input_shape), dtype=np.float32)
+    cases = [(batch, geometry.size) for batch in CHECK_BATCHES]
+    if geometry.dynamic_size:
+        cases.append((2, geometry.default_sizes()[-1]))
+    for batch, size in cases:
+        shape = geometry.image_at(size) if spec is ENCODER else geometry.latent_at(size)
+        x = rng.random((batch, *shape), dtype=np.float32)
         outputs = session.run(None, {spec.input_name: x})
         if any(o.shape[0] != batch for o in outputs):
             raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
@@ -176,8 +208,9 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, inp
                 expected = module(torch.from_numpy(x))
             expected = expected if isinstance(expected, tuple) else (expected,)
             for name, got, want in zip(spec.output_names, outputs, expected):
-                if not np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-3):
-                    raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch} right after export")
+                if got.shape != tuple(want.shape) or not np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-3):
+                    raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch}, "
+                                         f"size {size[0]}x{size[1]} right after export")
 
 
 def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
@@ -202,26 +235,25 @@ def export_graph(
     loaded: LoadedModel, spec: GraphSpec, out_dir: Path, opset_version: int = DEFAULT_OPSET, exporter: str = "dynamo"
 ) -> Path:
     """Export one fp32 graph into out_dir and check it."""
+    g = loaded.geometry
     module = loaded.encoder if spec is ENCODER else loaded.decoder
-    input_shape: tuple[int, ...] = loaded.image_shape if spec is ENCODER else (loaded.latent_dim,)
+    input_shape: tuple[int, ...] = g.image_shape if spec is ENCODER else g.latent_shape
     example = torch.rand(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
     try:
-        model = _export_one(module, spec, example, opset_version, exporter)
+        model = _export_one(module, spec, example, opset_version, exporter, g)
     except VAEExportError:
         raise
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first_line(exc)})") from None
-    with torch.inference_mode():
-        outputs = module(example)
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    shapes = {spec.input_name: input_shape, **{n: tuple(o.shape[1:]) for n, o in zip(spec.output_names, outputs)}}
+    image, latent = g.image_dims(), g.latent_dims()
+    shapes: dict[str, Shape] = {"x": image, "x_hat": image, "z": latent, "mu": latent, "logvar": latent}
     _pin_shapes(model, spec, shapes)
     _no_random_nodes(model, spec)
     _set_metadata(model, spec, loaded, opset_version, exporter)
     path = out_dir / graph_filename(spec.role)
     # Self-contained single file: weights inline, never a side .data file (graphs < 2 GiB).
     onnx.save_model(model, str(path), save_as_external_data=False)
-    check_graph(path, spec, module, input_shape)
+    check_graph(path, spec, module, g)
     return path
 
 
@@ -229,8 +261,7 @@ def build_manifest(loaded: LoadedModel, entries: list[ArtifactEntry], opset_vers
                    artifacts_dir: Path) -> Manifest:
     return Manifest(
         vae_export_version=__version__,
-        model=ModelInfo(config=loaded.config, source=loaded.source, image_shape=loaded.image_shape,
-                        latent_dim=loaded.latent_dim),
+        model=ModelInfo(config=loaded.config, source=loaded.source, geometry=loaded.geometry),
         checkpoint_path=checkpoint_reference(loaded.checkpoint, artifacts_dir),
         checkpoint_sha256=loaded.checkpoint_sha256,
         opset=opset_version,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_export.artifacts import atomic_write_json, sha256_file
-from vae_export.contract import GRAPHS
+from vae_export.contract import GRAPHS, Geometry
 from vae_export.errors import UsageError, VAEExportError
 from vae_export.variants import LISTED_VARIANTS
 
@@ -159,14 +159,45 @@ def _signature(f: _Fields, key: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What the manifest says of the model. Models v1 could describe (flat latent, one size)
+    keep the v1 keys (`latent_dim`); others record `latent_shape`, `dynamic_size`, `stride`."""
+
     config: dict[str, Any]
     source: str
-    image_shape: tuple[int, int, int]
-    latent_dim: int
+    geometry: Geometry
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.geometry.image_shape
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.geometry.latent_shape
 
     def to_json(self) -> dict[str, Any]:
-        return {"config": self.config, "source": self.source, "image_shape": list(self.image_shape),
-                "latent_dim": self.latent_dim}
+        g = self.geometry
+        data: dict[str, Any] = {"config": self.config, "source": self.source, "image_shape": list(g.image_shape)}
+        if g.flat and not g.dynamic_size:
+            data["latent_dim"] = g.latent_shape[0]
+        else:
+            data.update(latent_shape=list(g.latent_shape), dynamic_size=g.dynamic_size, stride=g.stride)
+        return data
+
+    @classmethod
+    def from_json(cls, f: _Fields) -> ModelInfo:
+        image = f.shape("image_shape", rank=3)
+        if "latent_shape" in f.data:
+            latent = f.shape("latent_shape")
+            if len(latent) not in (1, 3):
+                f.fail(f.name("latent_shape"), "a list of 1 or 3 positive integers", list(latent))
+            dynamic = f.get("dynamic_size", bool, "true or false")
+            stride = f.count("stride", low=1, high=1024, optional=True)
+            if dynamic and (stride is None or len(latent) != 3):
+                f.fail(f.name("stride"), "a stride for a spatial latent of a dynamic-size model", stride)
+        else:
+            latent, dynamic, stride = (f.count("latent_dim", low=1),), False, None
+        return cls(config=f.get("config", dict, "a JSON object"), source=f.text("source", limit=MAX_NAME),
+                   geometry=Geometry(image, latent, dynamic, stride))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -224,12 +255,7 @@ class Manifest:
                  "artifacts", "parity", "bench"}
         return cls(
             vae_export_version=f.text("vae_export_version", limit=64),
-            model=ModelInfo(
-                config=model.get("config", dict, "a JSON object"),
-                source=model.text("source", limit=MAX_NAME),
-                image_shape=model.shape("image_shape", rank=3),  # type: ignore[arg-type]
-                latent_dim=model.count("latent_dim", low=1),
-            ),
+            model=ModelInfo.from_json(model),
             checkpoint_path=checkpoint.text("path"),
             checkpoint_sha256=digest,
             opset=f.count("opset", high=1000),

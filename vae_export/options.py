@@ -13,6 +13,8 @@ DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
 DATASETS = ("digits", "mnist", "fashion-mnist")
 DEVICES = ("cpu", "cuda")
+ARCHS = ("mlp", "conv")
+Size = tuple[int, int]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,12 +32,15 @@ class TrainOptions:
     data_dir: Path | None = None
     download: bool = False
     epochs: int | None = None  # None: the dataset's default (train.DEFAULT_EPOCHS)
+    arch: str = "mlp"  # the seed's MLP, or the fully convolutional reference (spatial latent)
     batch_size: int = 128
     lr: float = 3e-3  # the one-cycle schedule's peak
     latent_dim: int = 32
     hidden_dim: int = 400
     beta: float = 1.0
     seed: int = 0
+    channels: int = 32  # conv: the first stage's width (the second has twice as many)
+    latent_channels: int = 4  # conv: channels of the spatial latent [c, H/4, W/4]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +48,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     exporter: str = "dynamo"
     variants: tuple[str, ...] = ()
+    dynamic_size: bool = False  # symbolic height/width (fully convolutional models only)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +57,7 @@ class VerifyOptions:
     atol: float = 1e-5
     rtol: float = 1e-4
     device: str = "cpu"
+    sizes: tuple[Size, ...] | None = None  # symbolic-size graphs: None = Geometry.default_sizes()
     json_path: Path | None = None  # also write the report here
 
 
@@ -63,6 +70,8 @@ class BenchOptions:
     iterations: int = 200
     min_time_s: float = 0.0
     with_torch: bool = True
+    sizes: tuple[Size, ...] | None = None  # symbolic-size graphs: None = Geometry.default_sizes()
+    peers: bool = True  # also time installed peer engines (OpenVINO) on CPU
     json_path: Path | None = None
     baseline: Path | None = None  # a previous report: the regression gate
     max_regression: float = 1.5
@@ -74,4 +83,5 @@ class RunOptions:
 
     train: TrainOptions = field(default_factory=TrainOptions)
     variants: tuple[str, ...] = ()
+    dynamic_size: bool = False
     bench: BenchOptions = field(default_factory=lambda: BenchOptions(warmup=10, iterations=100))

@@ -29,7 +29,7 @@ from vae_export.manifest import Manifest
 from vae_export.options import VerifyOptions
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS
-from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, parity_inputs
+from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, fit_images, parity_inputs
 from vae_export.ortsession import make_session
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
@@ -113,40 +113,33 @@ def verify(
     images: np.ndarray | None = None,
     images_source: str = "uniform [0, 1]",
     progress: Progress = SILENT,
+    sizes: tuple[tuple[int, int], ...] | None = None,
 ) -> VerifyReport:
-    """Run every check and return the report (docs/contract.md, `verify --json`)."""
+    """Run every check and return the report (docs/contract.md, `verify --json`). A graph with
+    a symbolic size is checked at each of `sizes` (default: `Geometry.default_sizes`), and its
+    rows carry `size`."""
+    g = loaded.geometry
+    sizes = sizes or g.default_sizes()
     manifest = Manifest.read(artifacts)
     integrity = manifest.integrity(artifacts)
     checks: list[CheckRow] = []
     for entry in manifest.artifacts:
         spec = GRAPHS[entry.graph]
-        variant = entry.variant
         progress(f"verify {entry.file}")
         session = make_session(artifacts / entry.file, device, spec=spec)
         module = loaded.encoder if spec.role == "encoder" else loaded.decoder
-        cases = [(b, "random" if spec.role == "decoder" or images is None else "images",
-                  parity_inputs(spec.role, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
-        edge = edge_inputs(spec.role, loaded.latent_dim, loaded.image_shape)
-        cases.append((len(edge), "edge", edge))
-        for batch, kind, x in cases:
-            got = session.run(list(spec.output_names), {spec.input_name: x})
-            want = _torch_outputs(module, x)
-            for output, a, e in zip(spec.output_names, got, want):
-                tol = tolerance_for(variant, spec.role, output, atol, rtol, edge=kind == "edge")
-                stats = compare(a, e, tol.atol, tol.rtol)
-                psnr = psnr_db(a, e) if spec.role == "decoder" else None
-                if tol.psnr_min is not None:
-                    passed = psnr is not None and psnr >= tol.psnr_min
-                elif tol.gated:
-                    passed = stats["passed"]
-                else:
-                    passed = stats["nonfinite"] == 0
-                stats["passed"] = bool(passed and stats["nonfinite"] == 0)
-                checks.append(CheckRow(
-                    graph=spec.role, variant=variant, file=entry.file, output=output, batch=batch, input=kind,
-                    **stats, atol=tol.atol, rtol=tol.rtol, psnr_db=psnr, psnr_min_db=tol.psnr_min,
-                    gated_on=_gate_name(tol),
-                ))
+        for size in sizes:
+            image_shape, latent_shape = g.image_at(size), g.latent_at(size)
+            sized = None if images is None else fit_images(images, image_shape)
+            cases = [(b, "random" if spec.role == "decoder" or sized is None else "images",
+                      parity_inputs(spec.role, b, latent_shape, image_shape, sized)) for b in batch_sizes]
+            edge = edge_inputs(spec.role, latent_shape, image_shape)
+            cases.append((len(edge), "edge", edge))
+            for batch, kind, x in cases:
+                got = session.run(list(spec.output_names), {spec.input_name: x})
+                for output, a, e in zip(spec.output_names, got, _torch_outputs(module, x)):
+                    checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
+                                             atol, rtol, list(size) if g.dynamic_size else None))
     checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
     return VerifyReport(
         integrity=integrity,
@@ -164,7 +157,25 @@ def verify(
                 "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma"},
         batch_sizes=list(batch_sizes),
         device=device,
+        sizes=[list(z) for z in sizes] if g.dynamic_size else None,
     )
+
+
+def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind: str, actual: np.ndarray,
+               expected: np.ndarray, atol: float, rtol: float, size: list[int] | None) -> CheckRow:
+    tol = tolerance_for(variant, role, output, atol, rtol, edge=kind == "edge")
+    stats = compare(actual, expected, tol.atol, tol.rtol)
+    psnr = psnr_db(actual, expected) if role == "decoder" else None
+    if tol.psnr_min is not None:
+        passed = psnr is not None and psnr >= tol.psnr_min
+    elif tol.gated:
+        passed = stats["passed"]
+    else:
+        passed = stats["nonfinite"] == 0
+    stats["passed"] = bool(passed and stats["nonfinite"] == 0)
+    return CheckRow(graph=role, variant=variant, file=file, output=output, batch=batch, input=kind, **stats,
+                    atol=tol.atol, rtol=tol.rtol, psnr_db=psnr, psnr_min_db=tol.psnr_min, gated_on=_gate_name(tol),
+                    size=size)
 
 
 def _gate_name(tol: Tolerance) -> str:

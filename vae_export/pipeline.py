@@ -17,7 +17,7 @@ import numpy as np
 
 from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir
 from vae_export.checkpoint import LoadedModel, load_model
-from vae_export.contract import graph_filename
+from vae_export.contract import Geometry, graph_filename
 from vae_export.errors import UsageError
 from vae_export.export import ExportResult, export
 from vae_export.inputs import CALIBRATION_SAMPLES
@@ -52,8 +52,10 @@ def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress
     data = load_dataset(o.dataset, o.data_dir, o.download)
     config = TrainConfig(epochs=o.epochs or DEFAULT_EPOCHS[o.dataset], batch_size=o.batch_size, lr=o.lr,
                          beta=o.beta, seed=o.seed)
-    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=o.hidden_dim, latent_dim=o.latent_dim)
-    progress(f"train {o.dataset}: {len(data.train)} train / {len(data.test)} test images, {config.epochs} epochs")
+    model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=o.hidden_dim, latent_dim=o.latent_dim, arch=o.arch,
+                             channels=o.channels, latent_channels=o.latent_channels)
+    progress(f"train {o.arch} on {o.dataset}: {len(data.train)} train / {len(data.test)} test images, "
+             f"{config.epochs} epochs")
 
     def on_epoch(row: dict[str, Any]) -> None:
         progress(f"  epoch {row['epoch']:>3}/{config.epochs}  train {row['train_loss']:8.2f}  "
@@ -69,7 +71,8 @@ def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress
 def export_into(artifacts: Path, source: ModelSource = ModelSource(), options: ExportOptions = ExportOptions()) -> ExportResult:
     """Load the checkpoint (default ARTIFACTS/vae.safetensors) and export graphs + manifest."""
     ensure_dir(artifacts)
-    loaded = load_model(source.checkpoint or artifacts / CHECKPOINT_NAME, source.model_ref, source.image_shape)
+    loaded = load_model(source.checkpoint or artifacts / CHECKPOINT_NAME, source.model_ref, source.image_shape,
+                        options.dynamic_size)
     calibration = None
     if needs_calibration(options.variants):
         from vae_export.data import reference_images
@@ -92,7 +95,7 @@ def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> L
     path = source.checkpoint or manifest.checkpoint(artifacts)
     if source.checkpoint is None and not path.is_file():
         raise UsageError(f"{artifacts / MANIFEST_NAME}: the checkpoint it records, {path}, is gone; pass --checkpoint")
-    return load_model(path, model_ref, image_shape)
+    return load_model(path, model_ref, image_shape, manifest.model.geometry.dynamic_size)
 
 
 def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), options: VerifyOptions = VerifyOptions(),
@@ -104,9 +107,10 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     from vae_export.data import reference_images
 
     loaded = load_for_manifest(artifacts, source)
+    sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
     report = parity.verify(artifacts, loaded, options.batch_sizes, options.atol, options.rtol, options.device,
-                           images, images_source, progress)
+                           images, images_source, progress, sizes)
     record_summary(artifacts, "parity", report.summary())
     if options.json_path is not None:
         atomic_write_json(options.json_path, report.to_json())
@@ -138,8 +142,9 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
+    sizes = _check_sizes(Manifest.read(artifacts).model.geometry, o.sizes)
     report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
-                         progress=progress, min_time_s=o.min_time_s)
+                         progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers)
     record_summary(artifacts, "bench", report.summary())
     if o.json_path is not None:
         atomic_write_json(o.json_path, report.to_json())
@@ -147,8 +152,20 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     return BenchOutcome(report, gate)
 
 
-def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "fp32", output: Path | None = None) -> Path:
-    """A PNG grid of decoder samples from the prior, drawn with the torch-free runtime."""
+def _check_sizes(geometry: Geometry, sizes: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...] | None:
+    """--sizes against the model: a usage error naming the rule (stride, or a fixed size)."""
+    for size in sizes or ():
+        try:
+            geometry.check_size(size, "--sizes")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return sizes
+
+
+def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "fp32", output: Path | None = None,
+               size: tuple[int, int] | None = None) -> Path:
+    """A PNG grid of decoder samples from the prior, drawn with the torch-free runtime; `size`
+    for a decoder with a symbolic size (default: the size it was exported at)."""
     from vae_export.images import grid, save_png
     from vae_export.runtime import VAEDecoder
 
@@ -157,7 +174,14 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
         raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
     output = output or artifacts / "samples.png"
     ensure_dir(output.parent, "--output")
-    save_png(grid(VAEDecoder(decoder_path).sample(count, seed)), output)
+    decoder = VAEDecoder(decoder_path)
+    if size is None and None in decoder.latent_shape:
+        size = Manifest.read(artifacts).model.geometry.size
+    try:
+        images = decoder.sample(count, seed, size)
+    except ValueError as exc:  # RuntimeInputError: a size that does not fit the decoder
+        raise UsageError(f"--size: {exc}") from None
+    save_png(grid(images), output)
     return output
 
 
@@ -204,7 +228,8 @@ def run(artifacts: Path, options: RunOptions = RunOptions(), progress: Progress 
     progress("[1/5] train")
     metrics = train_into(artifacts, t, progress)
     progress("[2/5] export")
-    exported = export_into(artifacts, ModelSource(), ExportOptions(variants=options.variants))
+    exported = export_into(artifacts, ModelSource(), ExportOptions(variants=options.variants,
+                                                                   dynamic_size=options.dynamic_size))
     progress("[3/5] verify")
     report = verify_artifacts(artifacts, options=VerifyOptions(json_path=artifacts / VERIFY_REPORT), progress=progress)
     progress("[4/5] bench")

@@ -50,17 +50,18 @@ class CheckRow:
     psnr_min_db: float | None
     gated_on: str
     error: str | None = None  # a shape mismatch, when there is one
+    size: list[int] | None = None  # [H, W], for graphs with a symbolic size
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        extra, error = data.pop("extra"), data.pop("error")
+        extra, error, size = data.pop("extra"), data.pop("error"), data.pop("size")
         out: dict[str, Any] = {}
         for key, value in data.items():
             out[key] = value
             if key == "passed" and error is not None:
                 out["error"] = error  # where earlier versions put it
-        return {**out, **extra}
+        return {**out, **({"size": size} if size is not None else {}), **extra}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRow:
@@ -77,6 +78,7 @@ class VerifyReport:
     inputs: dict[str, Any]
     batch_sizes: list[int]
     device: str
+    sizes: list[list[int]] | None = None  # the image sizes checked, for graphs with a symbolic size
 
     @property
     def bad_files(self) -> list[str]:
@@ -117,20 +119,22 @@ class VerifyReport:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "integrity": self.integrity, "checkpoint": self.checkpoint,
+        data = {"passed": self.passed, "integrity": self.integrity, "checkpoint": self.checkpoint,
                 "checks": [c.to_json() for c in self.checks], "thresholds": self.thresholds,
                 "inputs": self.inputs, "batch_sizes": self.batch_sizes, "device": self.device}
+        return {**data, "sizes": self.sizes} if self.sizes is not None else data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VerifyReport:
         return cls(integrity=data["integrity"], checkpoint=data["checkpoint"],
                    checks=[CheckRow.from_json(c) for c in data["checks"]], thresholds=data["thresholds"],
-                   inputs=data["inputs"], batch_sizes=data["batch_sizes"], device=data["device"])
+                   inputs=data["inputs"], batch_sizes=data["batch_sizes"], device=data["device"],
+                   sizes=data.get("sizes"))
 
 
 # ---- bench -----------------------------------------------------------------------------------
 
-MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads")
+MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads", "size")
 
 
 @dataclass
@@ -152,17 +156,26 @@ class BenchRow:
     throughput_per_s: float
     iterations: int
     speedup_vs_torch: float | None = None
+    size: list[int] | None = None  # [H, W], for graphs with a symbolic size
+    ms_per_megapixel: float | None = None  # p50 per million pixels of the batch, with `size`
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.size is not None and self.ms_per_megapixel is None:
+            self.ms_per_megapixel = self.p50_ms / (self.batch * self.size[0] * self.size[1] / 1e6)
+
     def key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, k) for k in MATCH_KEYS)
+        return tuple(tuple(v) if isinstance(v := getattr(self, k), list) else v for k in MATCH_KEYS)
 
     def label(self) -> str:
-        return f"{self.graph} {self.variant} {self.engine} batch {self.batch}"
+        size = f" {self.size[0]}x{self.size[1]}" if self.size else ""
+        return f"{self.graph} {self.variant} {self.engine}{size} batch {self.batch}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         extra = data.pop("extra")
+        if data["size"] is None:  # fixed-size graphs: the v1 row, unchanged
+            del data["size"], data["ms_per_megapixel"]
         return {**data, **extra}
 
     @classmethod
@@ -170,7 +183,8 @@ class BenchRow:
         if not isinstance(data, dict):
             raise VAEExportError(f"{where}: expected a JSON object, found {type(data).__name__}")
         known, extra = _known(cls, data)
-        missing = [f.name for f in fields(cls) if f.name not in known and f.name not in ("speedup_vs_torch", "extra")]
+        optional = ("speedup_vs_torch", "size", "ms_per_megapixel", "extra")
+        missing = [f.name for f in fields(cls) if f.name not in known and f.name not in optional]
         if missing:
             raise VAEExportError(f"{where}: missing {', '.join(missing)}")
         return cls(**known, extra=extra)
@@ -185,11 +199,14 @@ class BenchReport:
     results: list[BenchRow]
 
     def add_speedups(self) -> None:
-        """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for ONNX Runtime rows."""
-        torch_p50 = {(r.graph, r.batch): r.p50_ms for r in self.results if r.engine == "torch"}
+        """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for every other engine's rows."""
+        def shape(r: BenchRow) -> tuple[Any, ...]:
+            return (r.graph, r.batch, tuple(r.size or ()))
+
+        torch_p50 = {shape(r): r.p50_ms for r in self.results if r.engine == "torch"}
         for row in self.results:
-            ref = torch_p50.get((row.graph, row.batch))
-            row.speedup_vs_torch = (ref / row.p50_ms) if ref and row.engine == "onnxruntime" else None
+            ref = torch_p50.get(shape(row))
+            row.speedup_vs_torch = (ref / row.p50_ms) if ref and row.engine != "torch" else None
 
     def summary(self) -> dict[str, Any]:
         """What the manifest keeps: p50 per row and the environment's essentials."""
@@ -197,7 +214,8 @@ class BenchReport:
         return {
             "cpu": env["cpu"], "device": env["device"], "threads": env["threads"],
             "onnxruntime": env["onnxruntime"], "torch": env["torch"],
-            "p50_ms": {f"{r.graph}.{r.variant}.{r.engine}.b{r.batch}": round(r.p50_ms, 5) for r in self.results},
+            "p50_ms": {f"{r.graph}.{r.variant}.{r.engine}.b{r.batch}" + (f".{r.size[0]}x{r.size[1]}" if r.size else ""):
+                       round(r.p50_ms, 5) for r in self.results},
         }
 
     def to_json(self) -> dict[str, Any]:

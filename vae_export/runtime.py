@@ -3,8 +3,9 @@
     from vae_export.runtime import VAEDecoder
     images = VAEDecoder("artifacts/decoder.onnx").sample(16, seed=0)  # (16, 1, 28, 28) in [0, 1]
 
-Works on every variant (fp32, int8, fp16, optimized, .ort): the contract (input name, latent
-size, image shape) is read from the graph's own signature and metadata.
+Works on every variant (fp32, int8, fp16, optimized, .ort) and any latent shape (flat or
+spatial, docs/contract.md): the contract (input name, latent shape, image shape, symbolic sizes
+and their stride) is read from the graph's own signature and metadata.
 
 Inputs are checked against the graph's signature. float64 (and other real dtypes) are cast to
 float32, since that is what numpy produces by default and the cast is exact enough for a
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
+from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec, Shape, format_shape, symbolic_names
 from vae_export.errors import VAEExportError
 from vae_export.ortsession import make_session
 
@@ -41,20 +42,32 @@ class _Graph:
             raise VAEExportError(f"{self.path}: file not found")
         self.session = make_session(self.path, spec=self.spec, providers=providers or ["CPUExecutionProvider"],
                                     validate=False)
-        self.input_shape = tuple(self.session.get_inputs()[0].shape[1:])  # without the batch axis
         self.metadata = {
             k[len(META_PREFIX):]: v
             for k, v in self.session.get_modelmeta().custom_metadata_map.items()
             if k.startswith(META_PREFIX)
         }
+        # Without the batch axis; None where the graph has a symbolic dimension (height, width).
+        self.input_shape: Shape = _dims(self.session.get_inputs()[0].shape)
+        stride = self.metadata.get("stride", "")
+        self.stride: int | None = int(stride) if stride.isdigit() and int(stride) > 0 else None
 
-    def _check(self, x: np.ndarray, what: str) -> np.ndarray:
+    def _expected(self, shape: Shape, image: bool) -> str:
+        names = symbolic_names("x" if image else "z", len(shape) + 1)[1:]
+        dims = ", ".join(str(d) if d is not None else n for d, n in zip(shape, names))
+        rule = f" (height and width multiples of {self.stride})" if image and self.stride and None in shape else ""
+        return f"[batch, {dims}]{rule}"
+
+    def _check(self, x: np.ndarray, what: str, shape: Shape | None = None, image: bool = False) -> np.ndarray:
+        """x against `shape` (default: the graph's input): rank, fixed dims, the stride rule
+        for symbolic image dims; real dtype, finite values, a non-empty batch."""
+        shape = self.input_shape if shape is None else shape
         x = np.asarray(x)
-        if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
-            raise RuntimeInputError(
-                f"{what}: expected shape [batch, {', '.join(map(str, self.input_shape))}], "
-                f"found {list(x.shape)}"
-            )
+        fits = x.ndim == 1 + len(shape) and all(d is None or d == n for d, n in zip(shape, x.shape[1:]))
+        if fits and image and self.stride and None in shape:
+            fits = all(n % self.stride == 0 and n > 0 for d, n in zip(shape, x.shape[1:]) if d is None)
+        if not fits:
+            raise RuntimeInputError(f"{what}: expected shape {self._expected(shape, image)}, found {list(x.shape)}")
         if x.shape[0] == 0:
             raise RuntimeInputError(f"{what}: expected at least one item in the batch, found 0")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
@@ -68,49 +81,86 @@ class _Graph:
         return self.session.run(list(self.spec.output_names), {self.spec.input_name: x})
 
 
+def _dims(shape: Sequence[int | str | None]) -> Shape:
+    return tuple(d if isinstance(d, int) else None for d in shape[1:])
+
+
 class VAEDecoder(_Graph):
-    """z [batch, latent] -> images [batch, C, H, W], probabilities in [0, 1]."""
+    """z [batch, *latent_shape] -> images [batch, C, H, W], probabilities in [0, 1].
+
+    `latent_shape` is `(latent,)` for flat latents or `(c, h, w)` for spatial ones; a decoder
+    exported with --dynamic-size has symbolic h and w (None here) and decodes any size."""
 
     spec = DECODER
 
     @property
-    def latent_dim(self) -> int:
-        return int(self.input_shape[0])
+    def latent_shape(self) -> Shape:
+        return self.input_shape
 
     @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.session.get_outputs()[0].shape[1:])
+    def latent_dim(self) -> int:
+        """The latent size of a flat latent (v1 decoders)."""
+        if len(self.latent_shape) != 1:
+            raise RuntimeInputError(f"latent_dim: the latent {format_shape(self.latent_shape)} is not flat; "
+                                    "use latent_shape")
+        return int(self.latent_shape[0])  # type: ignore[arg-type]
+
+    @property
+    def image_shape(self) -> Shape:
+        return _dims(self.session.get_outputs()[0].shape)
+
+    def latent_shape_for(self, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """The concrete latent shape for images of `size` (required for a symbolic size)."""
+        if None not in self.latent_shape:
+            if size is not None and tuple(size) != tuple(self.image_shape[1:]):
+                raise RuntimeInputError(f"size: this decoder makes {format_shape(self.image_shape[1:])} images only, "
+                                        f"found {list(size)}")
+            return tuple(int(d) for d in self.latent_shape)  # type: ignore[arg-type]
+        stride = self.stride or 1
+        if size is None:
+            raise RuntimeInputError(f"size: this decoder has a symbolic image size; pass size=(height, width), "
+                                    f"multiples of {stride}")
+        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 and v % stride == 0 for v in size):
+            raise RuntimeInputError(f"size: expected (height, width), positive multiples of {stride}, found {size!r}")
+        return (int(self.latent_shape[0]), int(size[0]) // stride, int(size[1]) // stride)  # type: ignore[arg-type]
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         return self._run(self._check(z, "z"))[0]
 
-    def sample(self, n: int, seed: int | None = None) -> np.ndarray:
-        """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed."""
+    def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+        """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed; `size`
+        (height, width) for a decoder with a symbolic size."""
         if n < 1:
             raise RuntimeInputError(f"n: expected at least 1, found {n}")
-        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
+        shape = self.latent_shape_for(size)
+        z = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
         return self.decode(z)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8) -> np.ndarray:
-        """Decodes of `steps` points on the straight line from z0 to z1 (both included)."""
+        """Decodes of `steps` points on the straight line from z0 to z1 (both included); z0 and
+        z1 are single latents (a leading batch axis of 1 is accepted too)."""
         if steps < 2:
             raise RuntimeInputError(f"steps: expected at least 2, found {steps}")
-        z0 = self._check(np.reshape(z0, (1, -1)), "z0")[0]
-        z1 = self._check(np.reshape(z1, (1, -1)), "z1")[0]
-        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-        return self.decode((1.0 - t) * z0 + t * z1)
+        ends = []
+        for name, z in (("z0", z0), ("z1", z1)):
+            z = np.asarray(z)
+            if z.ndim == len(self.latent_shape):
+                z = z[None]
+            ends.append(self._check(z, name)[0])
+        if ends[0].shape != ends[1].shape:
+            raise RuntimeInputError(f"z1: expected the shape of z0 {list(ends[0].shape)}, found {list(ends[1].shape)}")
+        t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, *([1] * ends[0].ndim))
+        return self.decode((1.0 - t) * ends[0] + t * ends[1])
 
 
 class VAEEncoder(_Graph):
-    """x [batch, C, H, W] in [0, 1] -> (mu, logvar), each [batch, latent]."""
+    """x [batch, C, H, W] in [0, 1] -> (mu, logvar), each [batch, *latent_shape]."""
 
     spec = ENCODER
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar = self._run(self._check(x, "x"))
+        mu, logvar = self._run(self._check(x, "x", image=True))
         return mu, logvar
-
-
 class VAE:
     """Both graphs together: reconstruction and anomaly scores."""
 
@@ -136,7 +186,7 @@ class VAE:
         the analytic KL -0.5 * sum(1 + logvar - mu^2 - exp(logvar)). The expectation is
         estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded.
         """
-        x = self.encoder._check(x, "x")
+        x = self.encoder._check(x, "x", image=True)
         mu, logvar = self.encoder.encode(x)
         rng = np.random.default_rng(seed)
         nll = np.zeros(len(x), dtype=np.float64)
@@ -145,5 +195,6 @@ class VAE:
             p = np.clip(self.decoder.decode(z).astype(np.float64), _LOG_EPS, 1.0 - _LOG_EPS)
             ll = x * np.log(p) + (1.0 - x) * np.log1p(-p)
             nll -= ll.reshape(len(x), -1).sum(axis=1)
-        kl = -0.5 * np.sum(1.0 + logvar - mu.astype(np.float64) ** 2 - np.exp(logvar), axis=1)
+        terms = 1.0 + logvar - mu.astype(np.float64) ** 2 - np.exp(logvar)
+        kl = -0.5 * terms.reshape(len(x), -1).sum(axis=1)  # over every latent axis, flat or spatial
         return nll / samples + kl

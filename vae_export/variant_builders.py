@@ -68,7 +68,7 @@ def int8_static(src: Path, dst: Path, spec: GraphSpec, loaded: Any, images: np.n
 
     if spec.role == "encoder" and images is None:
         raise VAEExportError("int8-static needs calibration images for the encoder")
-    data = calibration_inputs(spec.role, loaded.latent_dim, loaded.image_shape, images)
+    data = calibration_inputs(spec.role, loaded.latent_shape, loaded.image_shape, images)
     reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_name, data)
     quantize_static(
         _preprocess(src),

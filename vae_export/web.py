@@ -58,12 +58,23 @@ def ort_web_package(ort_web: Path | None) -> Path:
     return package
 
 
-def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant: str = "fp32") -> list[Path]:
-    """Write the page into `out`; returns the files written."""
+def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant: str = "fp32",
+               size: tuple[int, int] | None = None) -> list[Path]:
+    """Write the page into `out`; returns the files written. A decoder with a symbolic size is
+    shown at `size` (default: the size the manifest records it was exported at)."""
     decoder_path = artifacts / graph_filename("decoder", variant)
     if not decoder_path.is_file():
         raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
     decoder = VAEDecoder(decoder_path)  # validates the graph before anything is written
+    if size is None and None in decoder.latent_shape:
+        from vae_export.manifest import Manifest
+
+        size = Manifest.read(artifacts).model.geometry.size
+    try:
+        latent_shape = decoder.latent_shape_for(size)
+    except ValueError as exc:  # RuntimeInputError
+        raise UsageError(f"--size: {exc}") from None
+    image_shape = [decoder.image_shape[0], *(size or decoder.image_shape[1:])]
     package = ort_web_package(ort_web)
     ensure_dir(out, "--out")
     written = []
@@ -73,9 +84,10 @@ def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant:
     atomic_write_bytes(out / "decoder.onnx", decoder_path.read_bytes())
     written.append(out / "decoder.onnx")
     contract = {
-        "latent_dim": decoder.latent_dim,
-        "image_shape": list(decoder.image_shape),
-        "sliders": min(SLIDERS, decoder.latent_dim),
+        "latent_shape": list(latent_shape),
+        "image_shape": image_shape,
+        # flat latents: one slider per latent value; spatial ones: one per channel
+        "sliders": min(SLIDERS, latent_shape[0]),
         "variant": variant,
         "onnxruntime_web": package.joinpath("package.json").is_file()
         and json.loads((package / "package.json").read_text()).get("version"),

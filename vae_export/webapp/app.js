@@ -4,7 +4,11 @@
 
 const contract = await (await fetch("contract.json")).json();
 const [C, H, W] = contract.image_shape;
-const L = contract.latent_dim;
+// The latent of one image: [latent] (flat) or [c, h, w] (spatial, at the page's image size).
+const latentShape = contract.latent_shape;
+const L = latentShape.reduce((a, b) => a * b, 1);
+// A slider moves one latent value of a flat latent, or one whole channel of a spatial one.
+const plane = L / latentShape[0];
 
 // One thread: multi-threaded WASM needs cross-origin isolation headers, which a plain static
 // host does not send. The runtime files sit beside this page (vendored, never from a CDN).
@@ -14,7 +18,7 @@ const session = await ort.InferenceSession.create("decoder.onnx", { executionPro
 
 const state = { z: new Float32Array(L), decodes: 0, latencies: [], ready: false };
 // One untimed run: the first call compiles and allocates, which is not what an app pays per decode.
-await session.run({ z: new ort.Tensor("float32", new Float32Array(L), [1, L]) });
+await session.run({ z: new ort.Tensor("float32", new Float32Array(L), [1, ...latentShape]) });
 window.vaeDemo = state;
 
 // Seeded normal samples (mulberry32 + Box-Muller), so a page load is reproducible.
@@ -33,7 +37,7 @@ const randomZ = (n) => Float32Array.from({ length: n * L }, normal);
 
 async function decode(z, n) {
   const start = performance.now();
-  const out = await session.run({ z: new ort.Tensor("float32", z, [n, L]) });
+  const out = await session.run({ z: new ort.Tensor("float32", z, [n, ...latentShape]) });
   const ms = performance.now() - start;
   state.latencies.push({ batch: n, ms });
   state.decodes += 1;
@@ -95,15 +99,15 @@ for (let i = 0; i < contract.sliders; i++) {
   const input = Object.assign(document.createElement("input"), {
     type: "range", min: -3, max: 3, step: 0.05, value: 0, id: `slider-${i}`,
   });
-  input.addEventListener("input", () => { state.z[i] = Number(input.value); redraw(); });
-  label.append(`z[${i}]`, input);
+  input.addEventListener("input", () => { state.z.fill(Number(input.value), i * plane, (i + 1) * plane); redraw(); });
+  label.append(plane > 1 ? `channel ${i}` : `z[${i}]`, input);
   document.getElementById("sliders").append(label);
   sliders.push(input);
 }
 
 document.getElementById("random").addEventListener("click", () => {
   state.z = randomZ(1);
-  sliders.forEach((s, i) => { s.value = state.z[i]; });
+  sliders.forEach((s, i) => { s.value = state.z[i * plane]; });
   redraw();
 });
 
@@ -121,6 +125,6 @@ const samples = await decode(randomZ(16), 16);
 for (let i = 0; i < 16; i++) draw(grid, samples, i, (i % 4) * W, Math.floor(i / 4) * H);
 await redraw();
 document.getElementById("status").textContent =
-  `decoder.onnx loaded: latent ${L}, image ${C}x${H}x${W}, onnxruntime-web ${contract.onnxruntime_web}`;
+  `decoder.onnx loaded: latent [${latentShape.join(", ")}], image ${C}x${H}x${W}, onnxruntime-web ${contract.onnxruntime_web}`;
 state.ready = true;
 requestAnimationFrame(animate);
