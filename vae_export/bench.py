@@ -79,27 +79,32 @@ def environment(threads: int, device: str) -> dict[str, Any]:
 
 
 def time_interleaved(
-    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS, min_time_s: float = 0.0
+    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS, min_time_s: float = 0.0,
+    round_counts: list[list[int]] | None = None,
 ) -> list[np.ndarray]:
     """Time several calls in alternating rounds, so that drift in the machine's load (other
     processes, frequency changes) falls on every engine alike and ratios stay fair.
 
     Each call is timed `iterations` times, or more when `min_time_s` asks for it: as many calls
     as it takes for that call's timed durations to add up to `min_time_s`. Fast rows then get
-    many more samples (stable p99s) for the same wall time as a few slow ones."""
+    many more samples (stable p99s) for the same wall time as a few slow ones. `round_counts`,
+    when given, gets each round's (and top-up pass's) calls per call appended, in order."""
+    round_counts = [] if round_counts is None else round_counts
     budget_ns = min_time_s * 1e9
     counts = [max(iterations, _calls_to_fill(call, warmup, budget_ns)) for call in calls]
     times: list[list[int]] = [[] for _ in calls]
     for r in range(rounds):
-        _round(calls, times, [c // rounds + (1 if r < c % rounds else 0) for c in counts])
+        round_counts.append([c // rounds + (1 if r < c % rounds else 0) for c in counts])
+        _round(calls, times, round_counts[-1])
     # The warm-up estimate runs high (first calls are cold): rows still short of the budget get
     # more passes at their measured pace, spread so that they stay interleaved. Every pass runs
     # at least one call of each short row, so the loop ends.
     passes = 0
     while max(deficit := [budget_ns - sum(t) for t in times], default=0) > 0:
         left = max(rounds - passes, 1)
-        _round(calls, times, [math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
+        round_counts.append([math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
                              for d, t in zip(deficit, times)])
+        _round(calls, times, round_counts[-1])
         passes += 1
     return [np.asarray(t, dtype=np.float64) / 1e6 for t in times]
 
@@ -197,15 +202,22 @@ def bench(
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """The sweep; returns the DESIGN.md `bench --json` report. `loaded=None` skips PyTorch;
-    `min_time_s` is the time budget of `time_interleaved`."""
+    `min_time_s` is the time budget of `time_interleaved`. Each row keeps its per-round
+    medians (`round_p50_ms`) and the report a calibration figure, so that a later run can
+    judge it as a baseline (`abtest.unpaired`)."""
+    from vae_export.abtest import round_medians
+    from vae_export.calibration import calibrate, matmul_gflops
+
     manifest = load_manifest(artifacts)
     provider = providers_for(device)[0]
     entries = [e for e in manifest["artifacts"] if e["graph"] in graphs and (variants is None or e["variant"] in variants)]
     if not entries:
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
     results: list[dict[str, Any]] = []
+    calibration_before = matmul_gflops()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -226,21 +238,24 @@ def bench(
                 calls = [ort_call(session, spec, x, device) for _, session in sessions]
                 if module is not None:
                     calls.append(torch_call(module, x, device))
-                timings = time_interleaved(calls, warmup, iterations, min_time_s=min_time_s)
+                counts: list[list[int]] = []
+                timings = time_interleaved(calls, warmup, iterations, rounds, min_time_s, counts)
+                per_round = [round_medians(t, [c[i] for c in counts]) for i, t in enumerate(timings)]
                 base = {"graph": role, "batch": batch, "threads": threads}
-                for (entry, _), times in zip(sessions, timings):
+                for (entry, _), times, medians in zip(sessions, timings, per_round):
                     results.append({**base, "variant": entry["variant"], "engine": "onnxruntime", "provider": provider,
-                                    "file": entry["file"], **stats(times, batch)})
+                                    "file": entry["file"], **stats(times, batch), "round_p50_ms": medians})
                 if module is not None:
                     results.append({**base, "variant": FP32, "engine": "torch", "provider": device, "file": None,
-                                    **stats(timings[-1], batch)})
+                                    **stats(timings[-1], batch), "round_p50_ms": per_round[-1]})
             if module is not None:
                 module.to("cpu")
     finally:
         torch.set_num_threads(previous_threads)
     _add_speedups(results)
     return {"env": environment(threads, device), "warmup": warmup, "iterations": iterations,
-            "min_time_s": min_time_s, "results": results}
+            "min_time_s": min_time_s, "rounds": rounds, "calibration": calibrate(calibration_before, matmul_gflops()),
+            "results": results}
 
 
 def _input(spec: GraphSpec, batch: int, manifest: dict[str, Any]) -> np.ndarray:
@@ -261,25 +276,33 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
 def compare_baseline(
     report: dict[str, Any], baseline_path: Path, max_regression: float = DEFAULT_MAX_REGRESSION
 ) -> dict[str, Any]:
-    """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress.
-    Rows without a match are reported, not failed."""
+    """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress; when
+    both runs carry per-round samples, rows whose calibrated interval lies above it
+    (`abtest.judge_baseline`). Rows without a match are reported, not failed."""
+    from vae_export.abtest import REGRESSED, judge_baseline
+
     baseline = read_json(baseline_path, "baseline")
     if not isinstance(baseline.get("results"), list):
         raise UsageError(f"--baseline {baseline_path}: not a bench report (no 'results' list)")
     index = {tuple(r.get(k) for k in MATCH_KEYS): r for r in baseline["results"]}
-    regressions, unmatched, compared = [], [], 0
+    regressions, unmatched, matched = [], [], []
     for row in report["results"]:
         ref = index.get(tuple(row[k] for k in MATCH_KEYS))
         if ref is None:
             unmatched.append({k: row[k] for k in MATCH_KEYS})
             continue
-        compared += 1
+        matched.append((row, ref))
+    # Both runs with per-round samples: statistical verdicts on calibrated time (abtest);
+    # an older baseline file: the p50 threshold alone, as before.
+    judged = judge_baseline(report, baseline, matched, max_regression)
+    for i, (row, ref) in enumerate(matched):
         ratio = row["p50_ms"] / ref["p50_ms"] if ref["p50_ms"] > 0 else float("inf")
-        if ratio > max_regression:
+        if (judged["rows"][i]["verdict"] == REGRESSED) if judged else ratio > max_regression:
             regressions.append({**{k: row[k] for k in MATCH_KEYS}, "p50_ms": row["p50_ms"],
                                 "baseline_p50_ms": ref["p50_ms"], "ratio": ratio})
-    return {"baseline": str(baseline_path), "max_regression": max_regression, "compared": compared,
-            "regressions": regressions, "unmatched": unmatched, "passed": not regressions}
+    return {"baseline": str(baseline_path), "max_regression": max_regression, "compared": len(matched),
+            "regressions": regressions, "unmatched": unmatched, "passed": not regressions,
+            "machines": judged and judged["machines"], "rows": judged and judged["rows"]}
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:

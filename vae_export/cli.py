@@ -15,7 +15,7 @@ import click
 
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
-from vae_export.errors import CheckFailed, VAEExportError, first_line
+from vae_export.errors import CheckFailed, UsageError, VAEExportError, first_line
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
 
@@ -309,12 +309,18 @@ def _raise_if_failed(report: dict[str, Any]) -> None:
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
-@click.option("--max-regression", type=click.FloatRange(min=1.0), default=1.5, show_default=True,
-              help="Fail when p50 > RATIO x the baseline's p50.")
+@click.option("--max-regression", type=click.FloatRange(min=1.0), default=None,
+              help="Fail when a row is slower than RATIO x the old one [default: 1.5 with --baseline, 1.10 with --against].")
+@click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_DIR",
+              help="A/B gate: time OLD_DIR's artifacts against --artifacts in one run, in paired rounds; "
+                   "exit 1 when a row's 95% interval of NEW/OLD lies above --max-regression.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Alternating rounds per row [default: 5; 30 with --against, at least 6].")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
           batch_sizes: tuple[int, ...], threads: int, warmup: int, iterations: int, min_time: float, no_torch: bool,
-          json_path: Path | None, baseline: Path | None, max_regression: float, quiet: bool) -> None:
+          json_path: Path | None, baseline: Path | None, max_regression: float | None, against: Path | None,
+          rounds: int | None, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
     Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
@@ -324,17 +330,25 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     Examples:
         vae-export bench --json bench.json
         vae-export bench --baseline ci/baseline.json --max-regression 1.5
+        vae-export bench --artifacts new --against old --batch-sizes 1,64 --json ab.json
     """
+    if against is not None:
+        if baseline is not None:
+            raise UsageError("--against and --baseline: expected one of them, found both")
+        return _bench_against(artifacts, against, device, batch_sizes, threads, warmup, iterations, min_time, rounds,
+                              max_regression, json_path, quiet)
     from vae_export.pipeline import bench_artifacts
 
     report = bench_artifacts(artifacts, checkpoint, model_ref, image_shape, device, batch_sizes, threads, warmup,
-                             iterations, not no_torch, _progress(quiet), min_time)
+                             iterations, not no_torch, _progress(quiet), min_time, rounds)
     _print_bench(report)
     _write_json(json_path, json.dumps(report, indent=2))
     if baseline is not None:
         from vae_export.bench import compare_baseline
 
+        max_regression = 1.5 if max_regression is None else max_regression
         gate = compare_baseline(report, baseline, max_regression)
+        _print_gate(gate, max_regression)
         for row in gate["unmatched"]:
             click.echo(f"no baseline row for {row['graph']} {row['variant']} {row['engine']} batch {row['batch']} "
                        f"threads {row['threads']} (not failed)")
@@ -345,6 +359,40 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
             raise CheckFailed(f"{len(gate['regressions'])} of {gate['compared']} rows slower than "
                               f"{max_regression:g}x the baseline {baseline}")
         click.echo(f"regression gate passed: {gate['compared']} rows within {max_regression:g}x of {baseline}")
+
+
+def _bench_against(artifacts: Path, old: Path, device: str, batch_sizes: tuple[int, ...], threads: int, warmup: int,
+                   iterations: int, min_time: float, rounds: int | None, max_regression: float | None,
+                   json_path: Path | None, quiet: bool) -> None:
+    from vae_export import abtest
+    from vae_export.against import DEFAULT_MIN_TIME_S, DEFAULT_ROUNDS, against
+
+    max_regression = abtest.DEFAULT_MAX_REGRESSION if max_regression is None else max_regression
+    report = against(artifacts, old, device, batch_sizes, threads, warmup, iterations, rounds or DEFAULT_ROUNDS,
+                     min_time or DEFAULT_MIN_TIME_S, max_regression, progress=_progress(quiet))
+    _write_json(json_path, json.dumps(report, indent=2))
+    click.echo(f"{artifacts} (new) against {old} (old), one process, {report['rounds']} paired rounds a row; "
+               f"{report['env']['cpu']} | threads {threads}")
+    for row in report["results"]:
+        click.echo(abtest.verdict_line(row, max_regression))
+    for name in report["unmatched"]:
+        click.echo(f"not compared: {name}")
+    counts = ", ".join(f"{n} {v}" for v, n in report["counts"].items() if n)
+    if not report["passed"]:
+        raise CheckFailed(f"{report['counts']['regressed']} of {len(report['results'])} rows regressed beyond "
+                          f"{max_regression:g}x {old} ({counts})")
+    click.echo(f"latency gate passed: {counts} ({len(report['results'])} rows)")
+
+
+def _print_gate(gate: dict[str, Any], max_regression: float) -> None:
+    """The statistical verdicts of a --baseline comparison, when both runs carry round samples."""
+    from vae_export import abtest
+
+    if gate.get("machines") is None:
+        return
+    click.echo(abtest.describe_machines(gate["machines"], max_regression))
+    for row in gate["rows"]:
+        click.echo(abtest.verdict_line(row, max_regression))
 
 
 def _print_bench(report: dict[str, Any]) -> None:

@@ -144,6 +144,7 @@ def bench_artifacts(
     with_torch: bool = True,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
+    rounds: int | None = None,
 ) -> dict[str, Any]:
     """The latency sweep; the summary goes into the manifest."""
     from vae_export.ortsession import providers_for
@@ -156,7 +157,7 @@ def bench_artifacts(
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
     report = bench.bench(artifacts, loaded, device, batch_sizes, threads, warmup, iterations, progress=progress,
-                         min_time_s=min_time_s)
+                         min_time_s=min_time_s, rounds=rounds or bench.ROUNDS)
     bench.record(artifacts, report)
     return report
 
