@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -152,6 +153,7 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=1, help="identity products added to B's decoder")
     parser.add_argument("--json", type=Path, default=None, help="default WORK/gate_study.json")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in WORK/runs, time nothing")
+    parser.add_argument("--no-against", action="store_true", help="plain bench runs only: score the --baseline gates")
     args = parser.parse_args()
     a, b, runs = args.work / "A", args.work / "B", args.work / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -166,16 +168,17 @@ def main() -> int:
         if i == args.comparisons:
             break  # the last A run is only the baseline of A/A comparison i-1
         walls["bench"].append(run_cli(["bench", "--artifacts", str(b), "--batch-sizes", BATCHES, "--json", str(runs / f"B{i}.json")]))
-        for new, name in ((a, "AA"), (b, "AB")):
+        for new, name in () if args.no_against else ((a, "AA"), (b, "AB")):
             walls["against"].append(run_cli(["bench", "--artifacts", str(new), "--against", str(a), "--batch-sizes", BATCHES,
                                              "--json", str(runs / f"{name}{i}.json")]))
         print(f"comparison {i + 1}/{args.comparisons} done", file=sys.stderr, flush=True)
         (runs / "walls.json").write_text(json.dumps(walls))
     load = lambda name: json.loads((runs / f"{name}.json").read_text())  # noqa: E731
     n = args.comparisons
-    gates = {
+    gates = {} if args.no_against else {
         "bench --against (one run, paired rounds), R 1.10": score(
-            [(against_gate(load(f"AA{i}")), "AA") for i in range(n)] + [(against_gate(load(f"AB{i}")), "AB") for i in range(n)]),
+            [(against_gate(load(f"AA{i}")), "AA") for i in range(n)] + [(against_gate(load(f"AB{i}")), "AB") for i in range(n)])}
+    gates |= {
         "bench --baseline, new verdicts (separate runs, calibrated), R 1.10": score(
             [(new_baseline_gate(load(f"A{i + 1}"), load(f"A{i}"), 1.10), "AA") for i in range(n)]
             + [(new_baseline_gate(load(f"B{i}"), load(f"A{i}"), 1.10), "AB") for i in range(n)]),
@@ -185,19 +188,19 @@ def main() -> int:
             [(old_gate(load(f"A{i + 1}"), load(f"A{i}"), threshold), "AA") for i in range(n)]
             + [(old_gate(load(f"B{i}"), load(f"A{i}"), threshold), "AB") for i in range(n)])
     # What B's slow-down really is, measured in one run (the A/B --against ratios).
-    factors = {key(r): statistics.median(load(f"AB{i}")["results"][j]["ratio"] for i in range(n))
-               for j, r in enumerate(load("AB0")["results"])}
-    aa_ratios = [r["ratio"] for i in range(n) for r in load(f"AA{i}")["results"]]
+    factors = {} if args.no_against else {key(r): statistics.median(load(f"AB{i}")["results"][j]["ratio"] for i in range(n))
+                                          for j, r in enumerate(load("AB0")["results"])}
+    aa_ratios = [r["ratio"] for i in range(n) for r in load(f"AA{i}")["results"]] if factors else [math.nan]
     cross = [load(f"A{i + 1}")["results"][j]["p50_ms"] / r["p50_ms"] for i in range(n) for j, r in enumerate(load(f"A{i}")["results"])]
     cal = [load(f"A{i}")["calibration"]["matmul_gflops_1thread"] for i in range(n + 1)]
     env = load("A0")["env"]
     out = {"env": env, "comparisons": n, "products": args.products, "gates": gates, "slowdown_factors": factors,
-           "against_wall_s": {"median": statistics.median(walls["against"]), "max": max(walls["against"])},
+           "against_wall_s": {"median": statistics.median(walls["against"] or [math.nan]), "max": max(walls["against"] or [math.nan])},
            "bench_wall_s": {"median": statistics.median(walls["bench"]), "max": max(walls["bench"])},
            "aa_against_ratio_range": [min(aa_ratios), max(aa_ratios)],
            "aa_cross_run_p50_ratio_range": [min(cross), max(cross)],
            "calibration_gflops_range": [min(cal), max(cal)],
-           "example_lines": [load("AB0")["results"], load("AA0")["results"]]}
+           "example_lines": [load("AB0")["results"], load("AA0")["results"]] if factors else []}
     (args.json or args.work / "gate_study.json").write_text(json.dumps(out, indent=2))
     print(f"machine: {env['cpu']}, {env['cores']} cores; onnxruntime {env['onnxruntime']}; {n} A/A and {n} A/B "
           f"comparisons; B = A + {args.products} identity product(s) in the decoder")

@@ -9,8 +9,12 @@ from typing import Any
 
 import numpy as np
 
-MATMUL_N = 512  # ~3 ms a product here: long enough to time, short enough to repeat
-REPEATS = 15
+# Short products, many of them: a product of ~50 us is rarely preempted on a shared machine,
+# and the median of hundreds drops the ones that were, as the rows' p50s do. (Measured here
+# under load: 512^3 products, 15 of them, gave 33-42 GFLOP/s from one call to the next while
+# these gave 93-96.)
+MATMUL_N = 128
+REPEATS = 400
 
 
 def matmul_gflops(n: int = MATMUL_N, repeats: int = REPEATS) -> float:
