@@ -304,7 +304,8 @@ def _raise_if_failed(report: dict[str, Any]) -> None:
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True, help="Untimed calls per shape.")
 @click.option("--iterations", type=click.IntRange(min=1), default=200, show_default=True, help="Timed calls per shape.")
 @click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="SECONDS",
-              help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows).")
+              help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows); "
+                   "with --against, per side of each row, default 1.")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -325,6 +326,11 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
 
     Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
     throughput in samples/s at p50. speedup = PyTorch p50 / ONNX Runtime p50.
+
+    With --against OLD_DIR: the A/B latency gate for CI (docs/ci.md). Both artifact sets
+    run in one process in paired rounds; per row the median ratio NEW/OLD, its 95%
+    interval and a verdict: regressed (interval above --max-regression, exit 1), improved,
+    ok or inconclusive.
 
     \b
     Examples:
