@@ -2,6 +2,7 @@
 detections of a decoder made slower by a known amount with identical outputs (A/B).
 
     python benchmarks/gate_study.py [--work DIR] [--comparisons 20] [--products 1] [--json FILE] [--score-only]
+    python benchmarks/gate_study.py --work DIR2 --no-against --bench-rounds 30   # the baseline-file gates only
 
 1. A: the reference VAE (784-400-32), briefly trained on the embedded digits, exported fp32
    (speed does not depend on the weights).
@@ -154,6 +155,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="default WORK/gate_study.json")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in WORK/runs, time nothing")
     parser.add_argument("--no-against", action="store_true", help="plain bench runs only: score the --baseline gates")
+    parser.add_argument("--bench-rounds", type=int, default=None, help="--rounds for the plain bench runs (default: bench's)")
     args = parser.parse_args()
     a, b, runs = args.work / "A", args.work / "B", args.work / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -163,11 +165,14 @@ def main() -> int:
     else:
         prepare_a(a)
         prepare_b(a, b, args.products)
+    rounds = [] if args.bench_rounds is None else ["--rounds", str(args.bench_rounds)]
     for i in range(0 if args.score_only else args.comparisons + 1):
-        walls["bench"].append(run_cli(["bench", "--artifacts", str(a), "--batch-sizes", BATCHES, "--json", str(runs / f"A{i}.json")]))
+        walls["bench"].append(run_cli(["bench", "--artifacts", str(a), "--batch-sizes", BATCHES, *rounds,
+                                       "--json", str(runs / f"A{i}.json")]))
         if i == args.comparisons:
             break  # the last A run is only the baseline of A/A comparison i-1
-        walls["bench"].append(run_cli(["bench", "--artifacts", str(b), "--batch-sizes", BATCHES, "--json", str(runs / f"B{i}.json")]))
+        walls["bench"].append(run_cli(["bench", "--artifacts", str(b), "--batch-sizes", BATCHES, *rounds,
+                                       "--json", str(runs / f"B{i}.json")]))
         for new, name in () if args.no_against else ((a, "AA"), (b, "AB")):
             walls["against"].append(run_cli(["bench", "--artifacts", str(new), "--against", str(a), "--batch-sizes", BATCHES,
                                              "--json", str(runs / f"{name}{i}.json")]))
