@@ -350,9 +350,9 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     _print_bench(report)
     _write_json(json_path, json.dumps(report, indent=2))
     if baseline is not None:
-        from vae_export.bench import compare_baseline
+        from vae_export.bench import DEFAULT_MAX_REGRESSION, compare_baseline
 
-        max_regression = 1.5 if max_regression is None else max_regression
+        max_regression = DEFAULT_MAX_REGRESSION if max_regression is None else max_regression
         gate = compare_baseline(report, baseline, max_regression)
         _print_gate(gate, max_regression)
         for row in gate["unmatched"]:
