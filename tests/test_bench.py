@@ -43,6 +43,12 @@ def test_regression_gate(artifacts, runner, tmp_path):
         baseline = copy.deepcopy(report)
         for row in baseline["results"]:
             row["p50_ms"] *= factor
+            # faster.json: this version's per-round samples (statistical verdicts); slower.json:
+            # a baseline from before them (the p50 rule alone)
+            if factor < 1:
+                row["round_p50_ms"] = [v * factor for v in row["round_p50_ms"]]
+            else:
+                del row["round_p50_ms"]
         (tmp_path / name).write_text(json.dumps(baseline))
     failed = runner.invoke(main, ["bench", "--artifacts", str(artifacts), *FAST, "--baseline", str(tmp_path / "faster.json"),
                                   "--max-regression", "1.5"])

@@ -72,7 +72,8 @@ def test_cli_defaults_match_the_library():
     assert (default("verify", "atol"), default("verify", "rtol")) == (parity.FP32_ATOL, parity.FP32_RTOL)
     assert tuple(int(v) for v in default("bench", "batch_sizes").split(",")) == bench.DEFAULT_BATCH_SIZES
     assert (default("bench", "warmup"), default("bench", "iterations")) == (bench.DEFAULT_WARMUP, bench.DEFAULT_ITERATIONS)
-    assert default("bench", "max_regression") == bench.DEFAULT_MAX_REGRESSION
+    # None: bench.DEFAULT_MAX_REGRESSION (1.5) with --baseline, abtest.DEFAULT_MAX_REGRESSION (1.10) with --against
+    assert default("bench", "max_regression") is None and bench.DEFAULT_MAX_REGRESSION == 1.5
     assert default("export", "opset") == DEFAULT_OPSET
 
 

@@ -82,27 +82,32 @@ def environment(threads: int, device: str) -> dict[str, Any]:
 
 
 def time_interleaved(
-    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS, min_time_s: float = 0.0
+    calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int = ROUNDS, min_time_s: float = 0.0,
+    round_counts: list[list[int]] | None = None,
 ) -> list[np.ndarray]:
     """Time several calls in alternating rounds, so that drift in the machine's load (other
     processes, frequency changes) falls on every engine alike and ratios stay fair.
 
     Each call is timed `iterations` times, or more when `min_time_s` asks for it: as many calls
     as it takes for that call's timed durations to add up to `min_time_s`. Fast rows then get
-    many more samples (stable p99s) for the same wall time as a few slow ones."""
+    many more samples (stable p99s) for the same wall time as a few slow ones. `round_counts`,
+    when given, gets each round's (and top-up pass's) calls per call appended, in order."""
+    round_counts = [] if round_counts is None else round_counts
     budget_ns = min_time_s * 1e9
     counts = [max(iterations, _calls_to_fill(call, warmup, budget_ns)) for call in calls]
     times: list[list[int]] = [[] for _ in calls]
     for r in range(rounds):
-        _round(calls, times, [c // rounds + (1 if r < c % rounds else 0) for c in counts])
+        round_counts.append([c // rounds + (1 if r < c % rounds else 0) for c in counts])
+        _round(calls, times, round_counts[-1])
     # The warm-up estimate runs high (first calls are cold): rows still short of the budget get
     # more passes at their measured pace, spread so that they stay interleaved. Every pass runs
     # at least one call of each short row, so the loop ends.
     passes = 0
     while max(deficit := [budget_ns - sum(t) for t in times], default=0) > 0:
         left = max(rounds - passes, 1)
-        _round(calls, times, [math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
+        round_counts.append([math.ceil(d / max(sum(t) / len(t), 1.0) / left) if d > 0 else 0
                              for d, t in zip(deficit, times)])
+        _round(calls, times, round_counts[-1])
         passes += 1
     return [np.asarray(t, dtype=np.float64) / 1e6 for t in times]
 
@@ -202,12 +207,18 @@ def bench(
     min_time_s: float = 0.0,
     sizes: tuple[tuple[int, int], ...] | None = None,
     peers: bool = True,
+    rounds: int = ROUNDS,
 ) -> BenchReport:
     """The sweep; returns the `bench --json` report (docs/contract.md). `loaded=None` skips PyTorch;
     `min_time_s` is the time budget of `time_interleaved`. Graphs with a symbolic size are timed
     at each of `sizes` (default `Geometry.default_sizes`); their rows carry `size` and
     `ms_per_megapixel`. With `peers`, installed peer engines (OpenVINO, on CPU) run the fp32
-    graph in the same rounds."""
+    graph in the same rounds. Each row keeps its per-round medians (`round_p50_ms`) and the
+    report a calibration figure, so that a later run can judge it as a baseline
+    (`abtest.unpaired`)."""
+    from vae_export.abtest import round_medians
+    from vae_export.calibration import calibrate, matmul_gflops
+
     manifest = Manifest.read(artifacts)
     g = manifest.model.geometry
     provider = providers_for(device)[0]
@@ -216,6 +227,7 @@ def bench(
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
     peer_engines = available_peers() if peers and device == "cpu" else {}
     results: list[BenchRow] = []
+    calibration_before = matmul_gflops()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -242,43 +254,57 @@ def bench(
                     progress(f"bench {role} {size[0]}x{size[1]} batch {batch:>4}: "
                              f"{', '.join(e.variant for e, _ in sessions)}"
                              + "".join(f" + {name}" for name, _ in peer_rows) + (" + torch" if module is not None else ""))
-                    timings = iter(time_interleaved(calls, warmup, iterations, min_time_s=min_time_s))
+                    counts: list[list[int]] = []
+                    times = time_interleaved(calls, warmup, iterations, rounds, min_time_s, counts)
+                    medians = [round_medians(t, [c[i] for c in counts]) for i, t in enumerate(times)]
+                    timings = iter(zip(times, medians))
                     base: dict[str, Any] = {"graph": role, "batch": batch, "threads": threads}
                     extra = {"size": list(size)} if g.dynamic_size else {}
                     for entry, _ in sessions:
                         results.append(BenchRow(**base, variant=entry.variant, engine="onnxruntime", provider=provider,
-                                                file=entry.file, **stats(next(timings), batch), **extra))
+                                                file=entry.file, **_timed(next(timings), batch), **extra))
                     for name, _ in peer_rows:
-                        results.append(BenchRow(**base, variant=FP32, engine=name, provider="CPU",
-                                                file=fp32.file, **stats(next(timings), batch), **extra))  # type: ignore[union-attr]
+                        results.append(BenchRow(**base, variant=FP32, engine=name, provider="CPU",  # type: ignore[union-attr]
+                                                file=fp32.file, **_timed(next(timings), batch), **extra))
                     if module is not None:
                         results.append(BenchRow(**base, variant=FP32, engine="torch", provider=device, file=None,
-                                                **stats(next(timings), batch), **extra))
+                                                **_timed(next(timings), batch), **extra))
             if module is not None:
                 module.to("cpu")
     finally:
         torch.set_num_threads(previous_threads)
     env = {**environment(threads, device), "image_shape": list(g.image_shape)}  # for per-megapixel figures
-    report = BenchReport(env=env, warmup=warmup, iterations=iterations, min_time_s=min_time_s, results=results)
+    report = BenchReport(env=env, warmup=warmup, iterations=iterations, min_time_s=min_time_s, results=results,
+                         rounds=rounds, calibration=calibrate(calibration_before, matmul_gflops()))
     report.add_speedups()
     return report
+
+
+def _timed(timing: tuple[np.ndarray, list[float]], batch: int) -> dict[str, Any]:
+    times, medians = timing
+    return {**stats(times, batch), "round_p50_ms": medians}
 
 
 def compare_baseline(
     report: BenchReport, baseline_path: Path, max_regression: float = DEFAULT_MAX_REGRESSION
 ) -> GateResult:
-    """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress.
-    Rows without a match are reported, not failed."""
+    """Rows whose p50 exceeds max_regression x the matching baseline row's p50 regress; when
+    both runs carry per-round samples, rows whose calibrated interval lies above it
+    (`abtest.judge_baseline`). Rows without a match are reported, not failed."""
+    from vae_export.abtest import REGRESSED, judge_baseline
+
     baseline = BenchReport.read(baseline_path)
     index = {row.key(): row for row in baseline.results}
-    regressions, unmatched, compared = [], [], 0
-    for row in report.results:
-        ref = index.get(row.key())
-        if ref is None:
-            unmatched.append(row)
-            continue
-        compared += 1
+    matched = [(row, index[row.key()]) for row in report.results if row.key() in index]
+    unmatched = [row for row in report.results if row.key() not in index]
+    # Both runs with per-round samples: statistical verdicts on calibrated time (abtest);
+    # an older baseline file: the p50 threshold alone, as before.
+    judged = judge_baseline(report.to_json(), baseline.to_json(), [(r.to_json(), b.to_json()) for r, b in matched],
+                            max_regression)
+    regressions = []
+    for i, (row, ref) in enumerate(matched):
         ratio = row.p50_ms / ref.p50_ms if ref.p50_ms > 0 else float("inf")
-        if ratio > max_regression:
+        if (judged["rows"][i]["verdict"] == REGRESSED) if judged else ratio > max_regression:
             regressions.append(Regression(row, ref.p50_ms, ratio))
-    return GateResult(str(baseline_path), max_regression, compared, regressions, unmatched)
+    return GateResult(str(baseline_path), max_regression, len(matched), regressions, unmatched,
+                      machines=judged and judged["machines"], rows=judged and judged["rows"])

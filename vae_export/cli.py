@@ -14,9 +14,9 @@ import click
 
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
-from vae_export.errors import VAEExportError, first_line
-from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, BenchOptions, ExportOptions,
-                                ModelSource, RunOptions, TrainOptions, VerifyOptions)
+from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, AgainstOptions, BenchOptions,
+                                ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
 DEBUG_ENV = "VAE_EXPORT_DEBUG"
@@ -332,20 +332,29 @@ def _print_verify(report: Any) -> None:
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
 @click.option("--warmup", type=click.IntRange(min=0), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
 @click.option("--iterations", type=click.IntRange(min=1), default=BenchOptions.iterations, show_default=True, help="Timed calls per shape.")
-@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=BenchOptions.min_time_s, show_default=True, metavar="SECONDS",
-              help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast rows).")
+@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=None, metavar="SECONDS",
+              help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast "
+                   f"rows) [default: {BenchOptions.min_time_s:g}; with --against, per side of each row, "
+                   f"{AgainstOptions.min_time_s:g}].")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
 @click.option("--no-peers", is_flag=True, help="Do not time installed peer engines (OpenVINO).")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
-@click.option("--max-regression", type=click.FloatRange(min=1.0), default=BenchOptions.max_regression, show_default=True,
-              help="Fail when p50 > RATIO x the baseline's p50.")
+@click.option("--max-regression", type=click.FloatRange(min=1.0), default=None,
+              help="Fail when a row is slower than RATIO x the old one [default: "
+                   f"{BenchOptions.max_regression:g} with --baseline, {AgainstOptions.max_regression:g} with --against].")
+@click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_DIR",
+              help="A/B gate: time OLD_DIR's artifacts against --artifacts in one run, in paired rounds; "
+                   "exit 1 when a row's 95% interval of NEW/OLD lies above --max-regression.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help=f"Alternating rounds per row [default: {BenchOptions.rounds}; {AgainstOptions.rounds} with "
+                   "--against, at least 6].")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
           batch_sizes: tuple[int, ...], sizes: Any, threads: int, warmup: int, iterations: int, min_time: float,
-          no_torch: bool, no_peers: bool, json_path: Path | None, baseline: Path | None, max_regression: float,
-          quiet: bool) -> None:
+          no_torch: bool, no_peers: bool, json_path: Path | None, baseline: Path | None, max_regression: float | None,
+          against: Path | None, rounds: int | None, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
     Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
@@ -354,28 +363,72 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     Graphs exported with --dynamic-size are timed at every --sizes size; the table shows the
     time per megapixel.
 
+    With --against OLD_DIR: the A/B latency gate for CI (docs/ci.md). Both artifact sets
+    run in one process in paired rounds; per row the median ratio NEW/OLD, its 95%
+    interval and a verdict: regressed (interval above --max-regression, exit 1), improved,
+    ok or inconclusive.
+
     \b
     Examples:
         vae-export bench --json bench.json
         vae-export bench --baseline ci/baseline.json --max-regression 1.5
+        vae-export bench --artifacts new --against old --batch-sizes 1,64 --json ab.json
     """
+    if against is not None:
+        if baseline is not None:
+            raise UsageError("--against and --baseline: expected one of them, found both")
+        return _bench_against(artifacts, against, AgainstOptions(
+            device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup, iterations=iterations,
+            rounds=rounds or AgainstOptions.rounds, min_time_s=min_time or AgainstOptions.min_time_s,
+            max_regression=max_regression or AgainstOptions.max_regression, json_path=json_path), quiet)
     from vae_export.pipeline import bench_artifacts
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
     options = BenchOptions(device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
-                           iterations=iterations, min_time_s=min_time, with_torch=not no_torch, sizes=sizes,
-                           peers=not no_peers, json_path=json_path, baseline=baseline, max_regression=max_regression)
+                           iterations=iterations, min_time_s=min_time or 0.0, with_torch=not no_torch, sizes=sizes,
+                           peers=not no_peers, json_path=json_path, baseline=baseline,
+                           max_regression=max_regression or BenchOptions.max_regression,
+                           rounds=rounds or BenchOptions.rounds)
     outcome = bench_artifacts(artifacts, source, options, _progress(quiet))
     _print_bench(outcome.report)
     gate = outcome.gate
     if gate is not None:
+        _print_gate(gate)
         for row in gate.unmatched:
             click.echo(f"no baseline row for {row.label()} threads {row.threads} (not failed)")
         for reg in gate.regressions:
             click.echo(f"REGRESSION {reg.row.label()}: p50 {reg.row.p50_ms:.4f} ms vs baseline "
                        f"{reg.baseline_p50_ms:.4f} ms ({reg.ratio:.2f}x)")
         gate.raise_if_failed()
-        click.echo(f"regression gate passed: {gate.compared} rows within {max_regression:g}x of {baseline}")
+        click.echo(f"regression gate passed: {gate.compared} rows within {gate.max_regression:g}x of {baseline}")
+
+
+def _bench_against(artifacts: Path, old: Path, options: Any, quiet: bool) -> None:
+    from vae_export import abtest
+    from vae_export.against import raise_if_regressed
+    from vae_export.pipeline import bench_against
+
+    report = bench_against(artifacts, old, options, _progress(quiet))
+    click.echo(f"{artifacts} (new) against {old} (old), one process, {report['rounds']} paired rounds a row; "
+               f"{report['env']['cpu']} | threads {options.threads}")
+    for row in report["results"]:
+        click.echo(abtest.verdict_line(row, options.max_regression))
+    for name in report["unmatched"]:
+        click.echo(f"not compared: {name}")
+    raise_if_regressed(report)
+    counts = ", ".join(f"{n} {v}" for v, n in report["counts"].items() if n)
+    click.echo(f"latency gate passed: {counts} ({len(report['results'])} rows)")
+
+
+def _print_gate(gate: Any) -> None:
+    """The statistical verdicts of a --baseline comparison, when both runs carry round samples."""
+    from vae_export import abtest
+
+    if gate.machines is None:
+        return
+    click.echo(abtest.describe_machines(gate.machines, gate.max_regression))
+    for row in gate.rows:
+        click.echo(abtest.verdict_line(row, gate.max_regression))
 
 
 def _print_bench(report: Any) -> None:

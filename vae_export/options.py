@@ -75,6 +75,7 @@ class BenchOptions:
     json_path: Path | None = None
     baseline: Path | None = None  # a previous report: the regression gate
     max_regression: float = 1.5
+    rounds: int = 5  # alternating rounds per row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,3 +86,18 @@ class RunOptions:
     variants: tuple[str, ...] = ()
     dynamic_size: bool = False
     bench: BenchOptions = field(default_factory=lambda: BenchOptions(warmup=10, iterations=100))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgainstOptions:
+    """`bench --against OLD`: the A/B latency gate (docs/ci.md)."""
+
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    threads: int = 1
+    warmup: int = 20
+    iterations: int = 200
+    rounds: int = 30  # paired rounds per row (at least 6 for a 95 % interval)
+    min_time_s: float = 1.0  # per side of each row
+    max_regression: float = 1.10
+    json_path: Path | None = None

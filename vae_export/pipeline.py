@@ -22,7 +22,8 @@ from vae_export.errors import UsageError
 from vae_export.export import ExportResult, export
 from vae_export.inputs import CALIBRATION_SAMPLES
 from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
-from vae_export.options import BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions
+from vae_export.options import (AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions,
+                                VerifyOptions)
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, GateResult, VerifyReport
 from vae_export.variants import needs_calibration
@@ -144,12 +145,26 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
     sizes = _check_sizes(Manifest.read(artifacts).model.geometry, o.sizes)
     report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
-                         progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers)
+                         progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers, rounds=o.rounds)
     record_summary(artifacts, "bench", report.summary())
     if o.json_path is not None:
         atomic_write_json(o.json_path, report.to_json())
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     return BenchOutcome(report, gate)
+
+
+def bench_against(artifacts: Path, old: Path, options: AgainstOptions = AgainstOptions(),
+                  progress: Progress = SILENT) -> dict[str, Any]:
+    """The A/B latency gate: `artifacts` (new) against `old` in one process, in paired rounds;
+    the report to `options.json_path` when given. `against.raise_if_regressed` is the verdict."""
+    from vae_export.against import against
+
+    o = options
+    report = against(artifacts, old, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations, o.rounds,
+                     o.min_time_s, o.max_regression, progress=progress)
+    if o.json_path is not None:
+        atomic_write_json(o.json_path, report)
+    return report
 
 
 def _check_sizes(geometry: Geometry, sizes: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...] | None:

@@ -158,6 +158,7 @@ class BenchRow:
     speedup_vs_torch: float | None = None
     size: list[int] | None = None  # [H, W], for graphs with a symbolic size
     ms_per_megapixel: float | None = None  # p50 per million pixels of the batch, with `size`
+    round_p50_ms: list[float] | None = None  # per-round medians: what a later run's gate compares
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,6 +177,8 @@ class BenchRow:
         extra = data.pop("extra")
         if data["size"] is None:  # fixed-size graphs: the v1 row, unchanged
             del data["size"], data["ms_per_megapixel"]
+        if data["round_p50_ms"] is None:
+            del data["round_p50_ms"]
         return {**data, **extra}
 
     @classmethod
@@ -183,7 +186,7 @@ class BenchRow:
         if not isinstance(data, dict):
             raise VAEExportError(f"{where}: expected a JSON object, found {type(data).__name__}")
         known, extra = _known(cls, data)
-        optional = ("speedup_vs_torch", "size", "ms_per_megapixel", "extra")
+        optional = ("speedup_vs_torch", "size", "ms_per_megapixel", "round_p50_ms", "extra")
         missing = [f.name for f in fields(cls) if f.name not in known and f.name not in optional]
         if missing:
             raise VAEExportError(f"{where}: missing {', '.join(missing)}")
@@ -197,6 +200,8 @@ class BenchReport:
     iterations: int
     min_time_s: float
     results: list[BenchRow]
+    rounds: int | None = None
+    calibration: dict[str, Any] | None = None  # the same-run matmul rate (calibration.py)
 
     def add_speedups(self) -> None:
         """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for every other engine's rows."""
@@ -219,8 +224,11 @@ class BenchReport:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"env": self.env, "warmup": self.warmup, "iterations": self.iterations,
-                "min_time_s": self.min_time_s, "results": [r.to_json() for r in self.results]}
+        data: dict[str, Any] = {"env": self.env, "warmup": self.warmup, "iterations": self.iterations,
+                                "min_time_s": self.min_time_s}
+        if self.rounds is not None:
+            data.update(rounds=self.rounds, calibration=self.calibration)
+        return {**data, "results": [r.to_json() for r in self.results]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchReport:
@@ -229,7 +237,8 @@ class BenchReport:
             raise VAEExportError("not a bench report (no 'results' list)")
         return cls(env=data.get("env", {}), warmup=data.get("warmup", 0), iterations=data.get("iterations", 0),
                    min_time_s=data.get("min_time_s", 0.0),
-                   results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)])
+                   results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)],
+                   rounds=data.get("rounds"), calibration=data.get("calibration"))
 
     @classmethod
     def read(cls, path: Path, option: str = "--baseline") -> BenchReport:
@@ -256,6 +265,8 @@ class GateResult:
     compared: int
     regressions: list[Regression]
     unmatched: list[BenchRow]
+    machines: dict[str, Any] | None = None  # statistical verdicts (abtest.judge_baseline), when both runs allow
+    rows: list[dict[str, Any]] | None = None
 
     @property
     def passed(self) -> bool:
