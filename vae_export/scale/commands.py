@@ -159,7 +159,7 @@ def register(main: click.Group) -> None:
         _need_scale()
         from vae_export.scale.serve import ServeConfig, start_server, stop_server
 
-        config = ServeConfig(artifacts, variant, replicas, max_batch_size, batch_wait_ms / 1000.0, max_rows)
+        config = ServeConfig(artifacts.resolve(), variant, replicas, max_batch_size, batch_wait_ms / 1000.0, max_rows)
         owned = start_server(config, host, port, address)
         click.echo(f"serving {artifacts} on http://{host}:{port} ({replicas} replica(s), max batch "
                    f"{max_batch_size}, wait {batch_wait_ms:g} ms); Ctrl-C stops it")

@@ -56,7 +56,8 @@ class Source:
 
 def open_source(path: Path, column: str = "image") -> Source:
     """Look at INPUT once on the driver: its kind and row count. Unusable inputs are usage
-    errors (exit 2) naming the file."""
+    errors (exit 2) naming the file. Paths are made absolute: Ray workers may run elsewhere."""
+    path = path.resolve()
     if path.is_dir():
         files = tuple(sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))

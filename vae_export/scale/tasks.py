@@ -112,7 +112,8 @@ def make_task(kind: str, artifacts: Path, source: Source | None = None, seed: in
     from vae_export.errors import UsageError
     from vae_export.runtime import VAEDecoder
 
-    encoder, decoder = (artifacts / graph_filename(role, variant) for role in ("encoder", "decoder"))
+    # absolute: Ray workers may run in another working directory
+    encoder, decoder = (artifacts.resolve() / graph_filename(role, variant) for role in ("encoder", "decoder"))
     for path in (decoder,) if kind == "generate" else (encoder, decoder):
         if not path.is_file():
             raise UsageError(f"--artifacts {artifacts}: no {path.name}; run `vae-export export --artifacts {artifacts}` first")
