@@ -85,3 +85,18 @@ def runner() -> CliRunner:
 def snapshot(directory: Path) -> dict[str, bytes]:
     """Every file under a directory with its bytes: to prove nothing was written or changed."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (scale-out tests): 2 CPUs, no dashboard, a small
+    object store, no usage reporting. Jobs and Serve find it already initialised and reuse it."""
+    import logging
+
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
+             logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()
