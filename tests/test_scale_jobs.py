@@ -236,6 +236,7 @@ def test_a_killed_actor_is_retried_and_no_row_is_lost_or_doubled(tmp_path, ray_c
 def test_usage_errors(tmp_path, runner, exported_dir, images):
     np.save(tmp_path / "x.npy", images[:2])
     (tmp_path / "notes.txt").write_text("hello")
+    pq.write_table(pa.table({"image": pa.array([], type=pa.binary())}), tmp_path / "empty.parquet")
     cases = [
         (["encode", tmp_path / "x.npy", "-o", tmp_path / "o.parquet", "--artifacts", tmp_path / "none"],
          f"Error: --artifacts {tmp_path / 'none'}: no encoder.onnx; run `vae-export export"),
@@ -245,6 +246,10 @@ def test_usage_errors(tmp_path, runner, exported_dir, images):
          f"Error: --output {tmp_path / 'o.csv'}: expected a .parquet file name"),
         (["encode", tmp_path, "-o", tmp_path / "o.parquet", "--artifacts", exported_dir],
          "expected PNG or JPEG images in the folder, found none"),
+        (["encode", tmp_path / "empty.parquet", "-o", tmp_path / "o.parquet", "--artifacts", exported_dir],
+         f"Error: INPUT {tmp_path / 'empty.parquet'}: expected at least one row, found none"),
+        (["encode", tmp_path / "empty.parquet", "--column", "pixels", "-o", tmp_path / "o.parquet",
+          "--artifacts", exported_dir], f"Error: --column pixels: {tmp_path / 'empty.parquet'} has no such column"),
     ]
     for args, message in cases:
         result = _cli(runner, *args)

@@ -212,6 +212,8 @@ def _job(kind: str, input_path: Path | None, output: Path, column: str, artifact
     source = open_source(input_path, column) if input_path is not None else None
     task = make_task(kind, artifacts, source, seed, samples, variant)
     rows = len(source) if source is not None else int(count or 0)
+    if rows == 0:
+        raise UsageError(f"INPUT {input_path}: expected at least one row, found none")
     if output.suffix.lower() == ".parquet":
         ensure_dir(output.parent, "--output")
         write = parquet_writer(output, task.schema())
