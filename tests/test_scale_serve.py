@@ -153,3 +153,16 @@ def test_concurrent_requests_are_batched_and_none_is_lost(server, exported_dir):
         assert [r[:2] for r in results] == [(200, 1)] * 48
     finally:
         redeploy()
+
+
+def test_serve_without_artifacts_is_a_usage_error_before_ray_starts(tmp_path, runner):
+    import ray
+
+    from vae_export.cli import main
+
+    was_running = ray.is_initialized()
+    result = runner.invoke(main, ["serve", "--artifacts", str(tmp_path), "--port", str(_free_port())])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: --artifacts {tmp_path.resolve()}: no encoder.onnx; "
+                                     f"run `vae-export export --artifacts {tmp_path.resolve()}` first")
+    assert ray.is_initialized() == was_running

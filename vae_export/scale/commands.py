@@ -8,6 +8,7 @@ extra): each command body imports what it needs.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -161,6 +162,10 @@ def register(main: click.Group) -> None:
 
         config = ServeConfig(artifacts.resolve(), variant, replicas, max_batch_size, batch_wait_ms / 1000.0, max_rows)
         owned = start_server(config, host, port, address)
+        # SIGTERM (a service manager) and SIGINT (Ctrl-C, even when inherited as ignored, as for
+        # a background job) both stop it cleanly: without this, Ray's agents outlive the command.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _interrupt)
         click.echo(f"serving {artifacts} on http://{host}:{port} ({replicas} replica(s), max batch "
                    f"{max_batch_size}, wait {batch_wait_ms:g} ms); Ctrl-C stops it")
         try:
@@ -198,6 +203,10 @@ def register(main: click.Group) -> None:
 
         written = write_repository(artifacts, out, variant, max_batch_size, instances, queue_delay_us, kind)
         click.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _job(kind: str, input_path: Path | None, output: Path, column: str, artifacts: Path, variant: str, engine: str,
