@@ -153,3 +153,21 @@ def one_line_error(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole session (scale-out tests): 2 CPUs, no dashboard, a small
+    object store, no usage reporting. Jobs and Serve find it already initialised and reuse it."""
+    import logging
+
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray's OOM killer acts on the whole host's memory (95 %), which other work on a shared
+    # machine can reach; these tests use a few hundred MB, so it must not kill their workers.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
+             logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()

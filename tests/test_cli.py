@@ -5,7 +5,8 @@ from PIL import Image
 
 from vae_export.cli import main
 
-CORE_COMMANDS = {"train", "export", "verify", "bench", "sample", "inspect", "run", "web"}
+CORE_COMMANDS = {"train", "export", "verify", "bench", "sample", "inspect", "run", "web",
+                 "encode", "score", "generate", "serve", "triton"}
 
 
 def test_every_command_has_help(runner):

@@ -189,3 +189,17 @@ def test_geometry_rules():
         fixed.check_size((56, 56))
     with pytest.raises(UsageError):
         raise UsageError("typed")
+
+
+def test_batch_jobs_on_a_spatial_latent(conv_dir, runner, tmp_path):
+    """encode/generate run on conv graphs too (at the export size of a --dynamic-size model)."""
+    import pyarrow.parquet as pq
+
+    result = runner.invoke(main, ["generate", "-n", "5", "--seed", "1", "-o", str(tmp_path / "g.parquet"),
+                                  "--artifacts", str(conv_dir)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "g.parquet")
+    z = np.array(table.column("z").to_pylist(), np.float32).reshape(5, 4, 7, 7)
+    x_hat = np.array(table.column("x_hat").to_pylist(), np.float32)
+    assert x_hat.shape == (5, 784)
+    np.testing.assert_allclose(x_hat.reshape(5, 1, 28, 28), VAEDecoder(conv_dir / "decoder.onnx").decode(z), atol=1e-6)

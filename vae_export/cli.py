@@ -583,5 +583,12 @@ def _print_summary(result: Any) -> None:
     click.echo(f"done in {result.seconds:.1f} s; artifacts in {exported.artifacts_dir}")
 
 
+# ---- encode, score, generate, serve, triton (vae_export/scale; Ray imported only inside them) --
+
+from vae_export.scale.commands import register as _register_scale  # noqa: E402
+
+_register_scale(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -36,12 +36,15 @@ class RuntimeInputError(VAEExportError, ValueError):
 class _Graph:
     spec: GraphSpec
 
-    def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise VAEExportError(f"{self.path}: file not found")
-        self.session = make_session(self.path, spec=self.spec, providers=providers or ["CPUExecutionProvider"],
-                                    validate=False)
+        # threads: e.g. one per Ray actor's CPU share, so parallel workers do not fight over cores
+        self.session = make_session(self.path, threads=threads, spec=self.spec,
+                                    providers=providers or ["CPUExecutionProvider"], validate=False)
         self.metadata = {
             k[len(META_PREFIX):]: v
             for k, v in self.session.get_modelmeta().custom_metadata_map.items()
@@ -169,29 +172,37 @@ class VAE:
         encoder_path: str | os.PathLike[str],
         decoder_path: str | os.PathLike[str],
         providers: Sequence[str] | None = None,
+        threads: int | None = None,
     ) -> None:
-        self.encoder = VAEEncoder(encoder_path, providers)
-        self.decoder = VAEDecoder(decoder_path, providers)
+        self.encoder = VAEEncoder(encoder_path, providers, threads)
+        self.decoder = VAEDecoder(decoder_path, providers, threads)
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """decode(mu): the deterministic reconstruction."""
         mu, _ = self.encoder.encode(x)
         return self.decoder.decode(mu)
 
-    def anomaly_score(self, x: np.ndarray, samples: int = 1, seed: int | None = 0) -> np.ndarray:
+    def anomaly_score(
+        self, x: np.ndarray, samples: int = 1, seed: int | None = 0, eps: np.ndarray | None = None
+    ) -> np.ndarray:
         """Negative ELBO per image in nats (higher = more anomalous).
 
         -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)), with the Bernoulli likelihood
         -log p(x|z) = -sum(x log p + (1 - x) log(1 - p)) over pixels (continuous x allowed) and
         the analytic KL -0.5 * sum(1 + logvar - mu^2 - exp(logvar)). The expectation is
-        estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded.
+        estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded. `eps`
+        ([samples, batch, latent] standard-normal draws) replaces the seeded draws: batch jobs
+        draw them per row, so a row's score does not depend on how the rows were batched.
         """
         x = self.encoder._check(x, "x", image=True)
         mu, logvar = self.encoder.encode(x)
         rng = np.random.default_rng(seed)
+        if eps is not None and np.shape(eps) != (samples, *mu.shape):
+            raise RuntimeInputError(f"eps: expected shape {[samples, *mu.shape]}, found {list(np.shape(eps))}")
         nll = np.zeros(len(x), dtype=np.float64)
-        for _ in range(samples):
-            z = mu + rng.standard_normal(mu.shape).astype(np.float32) * np.exp(0.5 * logvar)
+        for s in range(samples):
+            draw = rng.standard_normal(mu.shape) if eps is None else eps[s]
+            z = mu + draw.astype(np.float32) * np.exp(0.5 * logvar)
             p = np.clip(self.decoder.decode(z).astype(np.float64), _LOG_EPS, 1.0 - _LOG_EPS)
             ll = x * np.log(p) + (1.0 - x) * np.log1p(-p)
             nll -= ll.reshape(len(x), -1).sum(axis=1)
