@@ -39,7 +39,7 @@ class TrainOptions:
     hidden_dim: int = 400
     beta: float = 1.0
     seed: int = 0
-    channels: int = 32  # conv: the first stage's width (the second has twice as many)
+    channels: int = 16  # conv: the first stage's width (the second has twice as many)
     latent_channels: int = 4  # conv: channels of the spatial latent [c, H/4, W/4]
 
 

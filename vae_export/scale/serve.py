@@ -218,7 +218,31 @@ def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
     owned = start_ray(address)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    _wait_for_http(host, port)
     return owned
+
+
+def _wait_for_http(host: str, port: int, timeout_s: float = 120.0) -> None:
+    """serve.run returns when the replicas are healthy; Serve's HTTP proxy can start listening
+    later, on a loaded machine by seconds: wait until /healthz answers (bounded)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from vae_export.errors import VAEExportError
+
+    deadline = time.monotonic() + timeout_s
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/healthz"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise VAEExportError(f"serve: no answer on {url} after {timeout_s:g} s")
+        time.sleep(0.2)  # polling the port: Serve offers no event for "proxy listening"
 
 
 def stop_server(owned: bool) -> None:
