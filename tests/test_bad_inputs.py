@@ -239,6 +239,7 @@ def _rewrite(artifacts: Path, name: str, edit) -> None:
     for entry in manifest["artifacts"]:
         if entry["file"] == name:
             entry["sha256"] = hashlib.sha256((artifacts / name).read_bytes()).hexdigest()
+            entry["bytes"] = (artifacts / name).stat().st_size
     (artifacts / "manifest.json").write_text(json.dumps(manifest))
 
 

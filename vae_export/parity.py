@@ -30,7 +30,7 @@ from vae_export.options import VerifyOptions
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS
 from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, parity_inputs
-from vae_export.ortsession import make_session
+from vae_export.ortsession import expected_shapes, make_session, run_limited
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
 from vae_export.variants import REDUCED, REGISTRY
@@ -122,14 +122,15 @@ def verify(
         spec = GRAPHS[entry.graph]
         variant = entry.variant
         progress(f"verify {entry.file}")
-        session = make_session(artifacts / entry.file, device, spec=spec)
+        session = make_session(artifacts / entry.file, device, spec=spec,
+                               shapes=expected_shapes(spec, (manifest.model.latent_dim,), manifest.model.image_shape))
         module = loaded.encoder if spec.role == "encoder" else loaded.decoder
         cases = [(b, "random" if spec.role == "decoder" or images is None else "images",
                   parity_inputs(spec.role, b, loaded.latent_dim, loaded.image_shape, images)) for b in batch_sizes]
         edge = edge_inputs(spec.role, loaded.latent_dim, loaded.image_shape)
         cases.append((len(edge), "edge", edge))
         for batch, kind, x in cases:
-            got = session.run(list(spec.output_names), {spec.input_name: x})
+            got = run_limited(session, spec.output_names, {spec.input_name: x}, artifacts / entry.file)
             want = _torch_outputs(module, x)
             for output, a, e in zip(spec.output_names, got, want):
                 tol = tolerance_for(variant, spec.role, output, atol, rtol, edge=kind == "edge")

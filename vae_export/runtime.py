@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
 from vae_export.errors import VAEExportError
-from vae_export.ortsession import make_session
+from vae_export.ortsession import make_session, run_limited
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
 
@@ -65,7 +65,7 @@ class _Graph:
         return x
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(self.spec.output_names), {self.spec.input_name: x})
+        return run_limited(self.session, self.spec.output_names, {self.spec.input_name: x}, self.path)
 
 
 class VAEDecoder(_Graph):
