@@ -83,9 +83,9 @@ def make_session(
     its directory; the torch-free runtime passes False (it has no onnx package), and ONNX
     Runtime's own path check (1.20+) then refuses such data."""
     if validate and path.suffix == ".onnx":
-        from vae_export.onnxinfo import load_onnx
+        from vae_export.onnxinfo import check_static_sizes, load_onnx
 
-        load_onnx(path)
+        check_static_sizes(load_onnx(path), path, MAX_ELEMENTS)
     chosen = list(providers) if providers is not None else providers_for(device)
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=chosen)

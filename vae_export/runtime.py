@@ -9,18 +9,24 @@ size, image shape) is read from the graph's own signature and metadata.
 Inputs are checked against the graph's signature. float64 (and other real dtypes) are cast to
 float32, since that is what numpy produces by default and the cast is exact enough for a
 model that computes in float32; NaN or Inf inputs are refused, since they can only produce
-garbage.
+garbage. Counts and seeds are checked too (`n`, `steps`, `samples` within the stated bounds of
+`vae_export.options`, seeds non-negative integers); every bad argument is a
+`RuntimeInputError` naming it. A graph is checked against the contract's signature when it
+is opened, and a run past the time limit is stopped (`vae_export.ortsession`).
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec
 from vae_export.errors import VAEExportError
+from vae_export.options import MAX_BATCH, MAX_SAMPLES, MAX_SEED, MAX_STEPS
 from vae_export.ortsession import make_session, run_limited
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
@@ -32,10 +38,37 @@ class RuntimeInputError(VAEExportError, ValueError):
     """An input that does not match the graph's signature."""
 
 
+def check_count(name: str, value: Any, low: int, high: int) -> int:
+    """An integer argument in [low, high] (Python or numpy integers; not bool, not float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {type(value).__name__} {value!r}")
+    if not low <= int(value) <= high:
+        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int | None:
+    """None (fresh entropy) or a non-negative integer: numpy refuses negative seeds."""
+    return None if seed is None else check_count("seed", seed, 0, MAX_SEED)
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """np.asarray, with a ragged list or an object that is not array-like as one error."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise RuntimeInputError(f"{what}: expected an array, found {type(value).__name__} ({exc})") from None
+    if array.dtype == object:
+        raise RuntimeInputError(f"{what}: expected a numeric array, found {type(value).__name__} of Python objects")
+    return array
+
+
 class _Graph:
     spec: GraphSpec
 
     def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise RuntimeInputError(f"path: expected a file path, found {type(path).__name__}")
         self.path = Path(path)
         if not self.path.is_file():
             raise VAEExportError(f"{self.path}: file not found")
@@ -49,7 +82,7 @@ class _Graph:
         }
 
     def _check(self, x: np.ndarray, what: str) -> np.ndarray:
-        x = np.asarray(x)
+        x = as_array(x, what)
         if x.ndim != 1 + len(self.input_shape) or tuple(x.shape[1:]) != self.input_shape:
             raise RuntimeInputError(
                 f"{what}: expected shape [batch, {', '.join(map(str, self.input_shape))}], "
@@ -57,6 +90,8 @@ class _Graph:
             )
         if x.shape[0] == 0:
             raise RuntimeInputError(f"{what}: expected at least one item in the batch, found 0")
+        if x.shape[0] > MAX_BATCH:
+            raise RuntimeInputError(f"{what}: expected at most {MAX_BATCH} items in the batch, found {x.shape[0]}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise RuntimeInputError(f"{what}: expected a real-valued array, found dtype {x.dtype}")
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -86,17 +121,15 @@ class VAEDecoder(_Graph):
 
     def sample(self, n: int, seed: int | None = None) -> np.ndarray:
         """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed."""
-        if n < 1:
-            raise RuntimeInputError(f"n: expected at least 1, found {n}")
-        z = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
+        n = check_count("n", n, 1, MAX_BATCH)
+        z = np.random.default_rng(check_seed(seed)).standard_normal((n, self.latent_dim)).astype(np.float32)
         return self.decode(z)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8) -> np.ndarray:
         """Decodes of `steps` points on the straight line from z0 to z1 (both included)."""
-        if steps < 2:
-            raise RuntimeInputError(f"steps: expected at least 2, found {steps}")
-        z0 = self._check(np.reshape(z0, (1, -1)), "z0")[0]
-        z1 = self._check(np.reshape(z1, (1, -1)), "z1")[0]
+        steps = check_count("steps", steps, 2, MAX_STEPS)
+        z0 = self._check(as_array(z0, "z0").reshape(1, -1), "z0")[0]
+        z1 = self._check(as_array(z1, "z1").reshape(1, -1), "z1")[0]
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1.0 - t) * z0 + t * z1)
 
@@ -136,9 +169,10 @@ class VAE:
         the analytic KL -0.5 * sum(1 + logvar - mu^2 - exp(logvar)). The expectation is
         estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded.
         """
+        samples = check_count("samples", samples, 1, MAX_SAMPLES)
+        rng = np.random.default_rng(check_seed(seed))
         x = self.encoder._check(x, "x")
         mu, logvar = self.encoder.encode(x)
-        rng = np.random.default_rng(seed)
         nll = np.zeros(len(x), dtype=np.float64)
         for _ in range(samples):
             z = mu + rng.standard_normal(mu.shape).astype(np.float32) * np.exp(0.5 * logvar)
