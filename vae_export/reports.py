@@ -251,7 +251,10 @@ class BenchReport:
 
     @classmethod
     def read(cls, path: Path, option: str = "--baseline") -> BenchReport:
-        data = read_json(path, "bench report")
+        try:
+            data = read_json(path, "bench report")
+        except VAEExportError as exc:  # already names the file; say which option it came from
+            raise type(exc)(f"{option} {exc}") from None
         try:
             return cls.from_json(data)
         except VAEExportError as exc:
