@@ -193,14 +193,19 @@ class _Watchdog:
         self._heap: list[tuple[float, int, ort.RunOptions]] = []
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread wakes next on its own
 
     def watch(self, options: ort.RunOptions, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + seconds, next(self._ids), options))
+            heapq.heappush(self._heap, (deadline, next(self._ids), options))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="vae-export-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Wake the thread only when it would sleep past this deadline: with one limit for
+            # every run that is rare, and a wake-up per run would cost the run its GIL.
+            if deadline < self._wake_at:
+                self._cond.notify()
 
     def done(self, options: ort.RunOptions) -> None:
         with self._cond:
@@ -213,7 +218,8 @@ class _Watchdog:
                 now = time.monotonic()
                 while self._heap and self._heap[0][0] <= now:
                     heapq.heappop(self._heap)[2].terminate = True
-                self._cond.wait(timeout=(self._heap[0][0] - now) if self._heap else None)
+                self._wake_at = self._heap[0][0] if self._heap else math.inf
+                self._cond.wait(timeout=(self._wake_at - now) if self._heap else None)
 
 
 _WATCHDOG = _Watchdog()
