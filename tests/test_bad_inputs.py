@@ -230,6 +230,7 @@ def _rewrite(artifacts: Path, name: str, edit) -> None:
     for entry in manifest["artifacts"]:
         if entry["file"] == name:
             entry["sha256"] = hashlib.sha256((artifacts / name).read_bytes()).hexdigest()
+            entry["bytes"] = (artifacts / name).stat().st_size
     (artifacts / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -429,4 +430,411 @@ def test_runtime_refuses_external_data_outside_directory(tmp_path, exported_dir)
     (tmp_path / "secret.bin").write_bytes(b"\0" * 2_000_000)
     path = _external(tmp_path, exported_dir, "../secret.bin")
     with pytest.raises(VAEExportError, match="ONNX Runtime cannot load it.*escapes model directory"):
+        VAEDecoder(path)
+
+
+# ==== issue 14: artifacts read back are untrusted input too ====================================
+# One section per class of the issue; each case asserts the exit code, the one `Error:` line,
+# and (for commands on an artifacts directory) that nothing in it changed.
+
+import fcntl
+import hashlib
+import stat
+import subprocess
+import sys
+
+from onnx import TensorProto
+from onnx import helper as oh
+
+
+def _edit_manifest(artifacts: Path, edit) -> None:
+    data = json.loads((artifacts / "manifest.json").read_text())
+    edit(data)
+    (artifacts / "manifest.json").write_text(json.dumps(data))
+
+
+def _replace_graph(artifacts: Path, name: str, model: onnx.ModelProto) -> None:
+    """Put a hand-made graph in place of a listed one, with an honest hash and size."""
+    onnx.save_model(model, str(artifacts / name))
+    data = (artifacts / name).read_bytes()
+
+    def edit(manifest):
+        for entry in manifest["artifacts"]:
+            if entry["file"] == name:
+                entry["sha256"], entry["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+
+    _edit_manifest(artifacts, edit)
+
+
+def _decoder_graph(z_type=TensorProto.FLOAT, z_shape=("batch", 32), out_shape=("batch", 1, 28, 28),
+                   loop: bool = False, big: bool = False, latent: int = 32) -> onnx.ModelProto:
+    """A small decoder z -> x_hat (names right) whose signature or body is what a test needs:
+    another input dtype or shape, another output shape, a Loop that never stops, or a node
+    that allocates 16 GB."""
+    nodes = [oh.make_node("Cast", ["z"], ["zf"], to=TensorProto.FLOAT)]
+    inits = [onnx.numpy_helper.from_array(np.zeros((latent, 784), np.float32), "w"),
+             onnx.numpy_helper.from_array(np.array([-1, *[d for d in out_shape[1:]]], np.int64), "shape")]
+    last = "zf"
+    if loop:  # no trip count, a condition that stays true: never returns on its own
+        body = oh.make_graph(
+            [oh.make_node("Identity", ["cond_in"], ["cond_out"]), oh.make_node("Identity", ["v_in"], ["v_out"])], "body",
+            [oh.make_tensor_value_info("i", TensorProto.INT64, []), oh.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+             oh.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+            [oh.make_tensor_value_info("cond_out", TensorProto.BOOL, []), oh.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+        nodes += [oh.make_node("Constant", [], ["true"], value=oh.make_tensor("t", TensorProto.BOOL, [], [True])),
+                  oh.make_node("Loop", ["", "true", "zf"], ["looped"], body=body)]
+        last = "looped"
+    nodes.append(oh.make_node("MatMul", [last, "w"], ["flat"]))
+    last = "flat"
+    if big:  # 4 x 2^30 float32: 16 GB
+        inits.append(onnx.numpy_helper.from_array(np.array([4, 1 << 30], np.int64), "big_shape"))
+        nodes += [oh.make_node("ConstantOfShape", ["big_shape"], ["big"], value=oh.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+                  oh.make_node("ReduceSum", ["big"], ["s"], keepdims=0), oh.make_node("Add", ["flat", "s"], ["flat2"])]
+        last = "flat2"
+    nodes += [oh.make_node("Reshape", [last, "shape"], ["pre"]), oh.make_node("Sigmoid", ["pre"], ["x_hat"])]
+    graph = oh.make_graph(nodes, "decoder", [oh.make_tensor_value_info("z", z_type, list(z_shape))],
+                          [oh.make_tensor_value_info("x_hat", TensorProto.FLOAT, list(out_shape))], inits)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
+    model.ir_version = 9
+    for key, value in (("vae_export.latent_dim", str(latent)), ("vae_export.image_shape", "1,28,28")):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    return model
+
+
+def _verify_unchanged(runner, artifacts: Path, *extra: str, env=None):
+    before = snapshot(artifacts)
+    result = runner.invoke(main, ["verify", "--artifacts", str(artifacts), "--batch-sizes", "1", *extra], env=env)
+    assert snapshot(artifacts) == before, "a failing verify changed the artifacts directory"
+    return result
+
+
+# ---- 1. a manifest never names code to run ----------------------------------------------------
+
+@pytest.mark.parametrize("source", ["os:abort", "evil_probe14:Model"])
+def test_manifest_model_source_is_never_imported(artifacts, runner, monkeypatch, source):
+    marker = artifacts.parent / "ran"
+    (artifacts / "evil_probe14.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nModel = object\n")
+    monkeypatch.chdir(artifacts)  # the current directory is on the import path for --model
+    _edit_manifest(artifacts, lambda d: d["model"].update(source=source))
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 2
+    one_line_error(result, "manifest.json", "pass --model MODULE:ATTR", "never imported")
+    assert not marker.exists() and "evil_probe14" not in sys.modules
+
+
+# ---- 2. writes never replace a device node or a symlink --------------------------------------
+
+def test_json_output_to_a_character_device_is_refused(exported_dir, runner):
+    for device in ("/dev/full", "/dev/null"):
+        before = os.stat(device)
+        result = runner.invoke(main, ["inspect", str(exported_dir / "decoder.onnx"), "--json", device])
+        assert result.exit_code == 1
+        one_line_error(result, device, "special file", "refused")
+        after = os.stat(device)
+        assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+
+
+def test_json_output_to_a_fifo_is_refused(exported_dir, runner, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = runner.invoke(main, ["inspect", str(exported_dir / "decoder.onnx"), "--json", str(fifo)])
+    assert result.exit_code == 1 and stat.S_ISFIFO(fifo.lstat().st_mode)
+    one_line_error(result, "special file")
+
+
+def test_json_output_through_a_symlink_keeps_the_link(exported_dir, runner, tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    result = runner.invoke(main, ["inspect", str(exported_dir / "decoder.onnx"), "--json", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads(target.read_text())["inputs"][0]["name"] == "z"
+
+
+# ---- 3. entries are plain file names inside the directory --------------------------------------
+
+@pytest.mark.parametrize("name", ["../outside/decoder.onnx", "/tmp/decoder.onnx", ".hidden.onnx"])
+def test_manifest_entry_outside_the_directory(artifacts, runner, name):
+    outside = artifacts.parent / "outside"
+    outside.mkdir()
+    (outside / "decoder.onnx").write_bytes((artifacts / "decoder.onnx").read_bytes())
+    _edit_manifest(artifacts, lambda d: d["artifacts"][1].update(file=name))
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "manifest.json", "field artifacts[1].file", "plain file name")
+
+
+def test_listed_artifact_that_is_a_symlink_is_an_integrity_failure(artifacts, runner):
+    real = artifacts.parent / "elsewhere.onnx"
+    (artifacts / "decoder.onnx").rename(real)
+    (artifacts / "decoder.onnx").symlink_to(real)
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "integrity check failed", "decoder.onnx is a symlink", "nothing was run")
+
+
+# ---- 4. sizes from untrusted metadata are checked against the tensors present ------------------
+
+def _tiny_safetensors(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "tiny.safetensors"
+    save_file({"encoder.fc_mu.bias": torch.zeros(4)}, str(path), metadata={"vae_export.config": json.dumps(config)})
+    assert path.stat().st_size < 1024
+    return path
+
+
+@pytest.mark.parametrize("config,fragment", [
+    # checked against the tensors in the file, before any module is built
+    ({"image_shape": [1, 28, 28], "hidden_dim": 3_000_000, "latent_dim": 32}, "missing keys"),
+    # and bounded, whatever the file holds
+    ({"image_shape": [1, 40_000, 25_000], "hidden_dim": 400, "latent_dim": 32}, "image_shape asks for 1000000000 values"),
+    ({"image_shape": [1, 28, 28], "hidden_dim": 10**12, "latent_dim": 32}, "hidden_dim asks for 1000000000000 values"),
+])
+def test_config_metadata_asking_for_gigabytes(tmp_path, runner, config, fragment):
+    result = export_with(runner, tmp_path, _tiny_safetensors(tmp_path, config))
+    assert result.exit_code == 1
+    one_line_error(result, "tiny.safetensors", fragment)
+
+
+def test_stride_zero_view_of_billions_of_elements(tmp_path, runner):
+    path = tmp_path / "expanded.pt"
+    state = SimpleVAE().state_dict()
+    state["decoder.2.bias"] = torch.zeros(1).expand(5_000_000_000)
+    torch.save(state, path)
+    result = export_with(runner, tmp_path, path)
+    assert result.exit_code == 1
+    one_line_error(result, "'decoder.2.bias'", "5000000000 values, more than the limit")
+
+
+def test_overlapping_view_is_refused(tmp_path, runner):
+    path = tmp_path / "overlap.pt"
+    state = SimpleVAE().state_dict()
+    state["decoder.2.bias"] = torch.zeros(1).expand(784)
+    torch.save(state, path)
+    result = export_with(runner, tmp_path, path)
+    assert result.exit_code == 1
+    one_line_error(result, "'decoder.2.bias'", "expanded or overlapping view")
+
+
+# ---- 5. a graph that never stops is stopped ------------------------------------------------
+
+def test_graph_that_never_stops(artifacts, runner):
+    _replace_graph(artifacts, "decoder.onnx", _decoder_graph(loop=True))
+    result = _verify_unchanged(runner, artifacts, env={"VAE_EXPORT_RUN_TIMEOUT": "1"})
+    assert result.exit_code == 1
+    one_line_error(result, "decoder.onnx: a run took longer than 1 s and was stopped")
+    sample = runner.invoke(main, ["sample", "--artifacts", str(artifacts), "-n", "2", "--output",
+                                  str(artifacts.parent / "s.png")], env={"VAE_EXPORT_RUN_TIMEOUT": "1"})
+    assert sample.exit_code == 1 and not (artifacts.parent / "s.png").exists()
+    one_line_error(sample, "took longer than 1 s")
+
+
+def test_runtime_stops_a_graph_that_never_stops(tmp_path, monkeypatch):
+    onnx.save_model(_decoder_graph(loop=True), str(tmp_path / "decoder.onnx"))
+    monkeypatch.setenv("VAE_EXPORT_RUN_TIMEOUT", "0.5")
+    with pytest.raises(VAEExportError, match="took longer than 0.5 s and was stopped"):
+        VAEDecoder(tmp_path / "decoder.onnx").sample(2, seed=0)
+
+
+# ---- 6. a failed verify or bench changes nothing, and integrity failures run nothing ------------
+
+def test_flipped_byte_stops_before_anything_runs(artifacts, runner, tmp_path):
+    path = artifacts / "decoder.onnx"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    result = _verify_unchanged(runner, artifacts, "--json", str(tmp_path / "v.json"))
+    assert result.exit_code == 1
+    one_line_error(result, "integrity check failed: sha256 of decoder.onnx", "nothing was run")
+    assert "checks passed" not in result.stdout and not (tmp_path / "v.json").exists()
+
+
+@pytest.mark.parametrize("baseline", [
+    "[" * 100_000 + "]" * 100_000,
+    '{"results": [1, 2]}',
+    '{"results": [{"graph": "decoder"}]}',
+])
+def test_malformed_baseline_changes_nothing(artifacts, runner, tmp_path, baseline):
+    (tmp_path / "base.json").write_text(baseline)
+    before = snapshot(artifacts)
+    result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--baseline", str(tmp_path / "base.json"),
+                                  "--batch-sizes", "1", "--iterations", "2", "--warmup", "0", "--no-torch"])
+    assert result.exit_code == 1
+    one_line_error(result, "--baseline", "base.json")
+    assert snapshot(artifacts) == before
+
+
+def test_baseline_with_nan_times_is_refused(artifacts, runner, tmp_path):
+    row = {"graph": "decoder", "batch": 1, "threads": 1, "variant": "fp32", "engine": "onnxruntime",
+           "provider": "CPUExecutionProvider", "file": "decoder.onnx", "p50_ms": float("nan"), "p90_ms": 1.0,
+           "p99_ms": 1.0, "mean_ms": 1.0, "min_ms": 1.0, "throughput_per_s": 1.0, "iterations": 2}
+    (tmp_path / "base.json").write_text(json.dumps({"results": [row]}))
+    before = snapshot(artifacts)
+    result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--baseline", str(tmp_path / "base.json"),
+                                  "--no-torch"])
+    assert result.exit_code == 1
+    one_line_error(result, "results[0].p50_ms: expected a finite non-negative number, found nan")
+    assert snapshot(artifacts) == before
+
+
+# ---- 7. one export at a time per directory --------------------------------------------------------
+
+def test_export_refuses_a_locked_directory(artifacts, runner):
+    before = snapshot(artifacts)
+    fd = os.open(artifacts, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what another export holds while it writes
+        result = runner.invoke(main, ["export", "--artifacts", str(artifacts)])
+    finally:
+        os.close(fd)
+    assert result.exit_code == 1
+    one_line_error(result, str(artifacts), "another vae-export process is writing there (lock held)")
+    assert snapshot(artifacts) == before
+
+
+# ---- 8. malformed JSON is one error naming the file and the field ------------------------------
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda d: d.update(artifacts=[1, 2]), "field artifacts[0]: expected a JSON object, found 1"),
+    (lambda d: d.update(artifacts=[]), "field artifacts: expected from 1 to 64 entries, found \"0 entries\""),
+    (lambda d: d["model"].pop("latent_dim"), "field model.latent_dim is missing"),
+    (lambda d: d.update(opset="18"), "field opset: expected an integer"),
+    (lambda d: d["artifacts"][0].update(file="e" * 300 + ".onnx"), "field artifacts[0].file: expected a string of at most 255"),
+    (lambda d: d["model"].update(image_shape=[1, 100_000, 100_000]), "field model.image_shape: expected at most 268435456 values"),
+    (lambda d: d["artifacts"][0].update(file="\x1b[31mred.onnx"), "field artifacts[0].file"),
+])
+def test_malformed_manifest_via_verify(artifacts, runner, edit, fragment):
+    _edit_manifest(artifacts, edit)
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    line = one_line_error(result, str(artifacts / "manifest.json"), fragment)
+    assert "\x1b" not in line  # names from a file are printed escaped
+
+
+def test_deeply_nested_manifest_and_export_repairs_it(artifacts, runner):
+    (artifacts / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "manifest.json", "nested too deeply")
+    repaired = runner.invoke(main, ["export", "--artifacts", str(artifacts)])
+    assert repaired.exit_code == 0, repaired.output
+    assert json.loads((artifacts / "manifest.json").read_text())["format"] == 1
+
+
+def test_missing_listed_artifact_is_an_integrity_failure(artifacts, runner):
+    (artifacts / "decoder.onnx").unlink()
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "integrity check failed: decoder.onnx is missing")
+
+
+# ---- 9. graphs with the right names and the wrong signature ---------------------------------------
+
+@pytest.mark.parametrize("kwargs,found", [
+    ({"z_type": TensorProto.FLOAT16}, "z float16 [batch, 32]"),
+    ({"z_shape": (32,), "out_shape": (1, 1, 28, 28)}, "z float [32]"),
+    ({"z_shape": ("batch", "latent")}, "z float [batch, latent]"),
+    ({"out_shape": ("batch", 784)}, "x_hat float [batch, 784]"),
+])
+def test_wrong_signature_is_refused(artifacts, runner, kwargs, found):
+    model = _decoder_graph(**kwargs)
+    _replace_graph(artifacts, "decoder.onnx", model)
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "decoder.onnx: not the decoder signature of the contract",
+                   "expected z float [batch, 32]; x_hat float [batch, 1, 28, 28]", found)
+    with pytest.raises(VAEExportError, match="not the decoder signature") as info:
+        VAEDecoder(artifacts / "decoder.onnx")
+    assert found in str(info.value)
+
+
+def test_node_that_allocates_16_gb_is_refused(artifacts, runner):
+    _replace_graph(artifacts, "decoder.onnx", _decoder_graph(big=True))
+    result = _verify_unchanged(runner, artifacts)
+    assert result.exit_code == 1
+    one_line_error(result, "decoder.onnx: value 'big' would hold 4294967296 elements", "refused")
+
+
+# ---- 10. weights and options -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,fragment", [
+    ("complex", "expected a real dtype (float or integer), found torch.complex64"),
+    ("meta", "expected a tensor with data on the CPU, found device meta"),
+    ("sparse", "expected a dense tensor, found layout torch.sparse_coo"),
+])
+def test_non_plain_tensors(tmp_path, runner, kind, fragment):
+    def poison(s):
+        if kind == "complex":
+            s["fc_mu.bias"] = torch.full((32,), complex(float("nan"), 1.0))
+        elif kind == "meta":
+            s["fc_mu.bias"] = torch.empty(32, device="meta")
+        else:
+            s["fc_mu.bias"] = torch.zeros(32).to_sparse()
+
+    path = _state(tmp_path, poison)
+    result = export_with(runner, tmp_path, path)
+    assert result.exit_code == 1
+    one_line_error(result, "'fc_mu.bias'", fragment)
+
+
+@pytest.mark.parametrize("args,option", [
+    (["bench", "--max-regression", "nan"], "--max-regression"),
+    (["bench", "--max-regression", "inf"], "--max-regression"),
+    (["bench", "--min-time", "inf"], "--min-time"),
+    (["bench", "--min-time", "nan"], "--min-time"),
+    (["bench", "--min-time", "601"], "--min-time"),
+    (["bench", "--batch-sizes", "99999999"], "--batch-sizes"),
+    (["verify", "--atol", "nan"], "--atol"),
+    (["sample", "--seed", "-1"], "--seed"),
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--hidden-dim", "3000000"], "--hidden-dim"),
+    (["export", "--image-shape", "1,100000,100000"], "--image-shape"),
+])
+def test_option_values_exit_2_naming_the_option(tmp_path, runner, args, option):
+    result = runner.invoke(main, [*args, "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_third_party_warning_does_not_precede_the_error_line(tmp_path):
+    """A real process (pytest records warnings itself): torch.load's pickle-protocol warning
+    must not come before the one `Error:` line."""
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(RunsCode(tmp_path / "pwned")))
+    env = {k: v for k, v in os.environ.items() if k != "VAE_EXPORT_DEBUG"}
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "vae_export", "export", "--artifacts",
+                           str(tmp_path / "out"), "--checkpoint", str(path)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and str(path) in lines[0], proc.stderr
+
+
+# ---- 11. runtime arguments ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("call,message", [
+    (lambda vae: vae.anomaly_score(np.zeros((1, 1, 28, 28)), samples=0), r"samples: expected an integer from 1 to 1024, found 0"),
+    (lambda vae: vae.anomaly_score(np.zeros((1, 1, 28, 28)), samples=-1), "samples: expected an integer"),
+    (lambda vae: vae.anomaly_score(np.zeros((1, 1, 28, 28)), samples=1.5), "samples: expected an integer .* found float"),
+    (lambda vae: vae.anomaly_score(np.zeros((1, 1, 28, 28)), seed=-1), "seed: expected an integer from 0"),
+    (lambda vae: vae.decoder.sample(2.0), "n: expected an integer .* found float"),
+    (lambda vae: vae.decoder.sample(10**9), "n: expected an integer from 1 to 65536"),
+    (lambda vae: vae.decoder.sample(2, seed=-3), "seed: expected an integer from 0"),
+    (lambda vae: vae.decoder.decode([[0.0] * 32, [0.0] * 31]), "z: expected an array"),
+    (lambda vae: vae.decoder.interpolate(np.zeros(32), np.ones(32), steps=10**12), "steps: expected an integer from 2 to 4096"),
+    (lambda vae: vae.decoder.interpolate(np.zeros(32), np.ones(32), steps=True), "steps: expected an integer .* found bool"),
+    (lambda vae: vae.decoder.interpolate([0.0, [1.0]], np.ones(32)), "z0: expected an array"),
+])
+def test_runtime_arguments(exported_dir, call, message):
+    from vae_export.runtime import VAE
+
+    with pytest.raises(RuntimeInputError, match=message):
+        call(VAE(exported_dir / "encoder.onnx", exported_dir / "decoder.onnx"))
+
+
+@pytest.mark.parametrize("path", [None, 3])
+def test_runtime_path_that_is_not_a_path(path):
+    with pytest.raises(RuntimeInputError, match="path: expected a file path"):
         VAEDecoder(path)

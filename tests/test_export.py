@@ -130,8 +130,10 @@ def test_conv_vae_through_model_option(tmp_path, runner, monkeypatch):
         np.testing.assert_allclose(x_hat, model.decode(torch.from_numpy(mu)).numpy(), atol=1e-5, rtol=1e-4)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["source"] == "test_export:ConvVAE" and manifest["model"]["latent_dim"] == 6
-    # verify finds the class from the manifest
+    # a manifest never names code to run: verify needs the user's own --model (issue 14)
     result = runner.invoke(main, ["verify", "--artifacts", str(out), "--batch-sizes", "1,3"])
+    assert result.exit_code == 2 and "pass --model MODULE:ATTR" in result.stderr
+    result = runner.invoke(main, ["verify", "--artifacts", str(out), "--batch-sizes", "1,3", "--model", "test_export:ConvVAE"])
     assert result.exit_code == 0, result.output
 
 

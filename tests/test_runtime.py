@@ -86,4 +86,4 @@ def test_runtime_sessions_come_from_the_one_factory(exported_dir):
     options = decoder.session.get_session_options()
     expected = session_options()
     assert options.execution_mode == expected.execution_mode and options.inter_op_num_threads == 1
-    assert options.log_severity_level == 3 and decoder.session.get_providers() == ["CPUExecutionProvider"]
+    assert options.log_severity_level == 4 and decoder.session.get_providers() == ["CPUExecutionProvider"]

@@ -23,6 +23,7 @@ def tamper_decoder(artifacts, fn, rewrite_hash):
         for entry in manifest["artifacts"]:
             if entry["file"] == "decoder.onnx":
                 entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+                entry["bytes"] = path.stat().st_size
         (artifacts / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -52,16 +53,19 @@ def test_passes_on_honest_artifacts(artifacts, runner, tmp_path):
 @pytest.mark.parametrize("rewrite_hash", [False, True])
 def test_scaled_weight_fails(artifacts, runner, rewrite_hash, tmp_path):
     tamper_decoder(artifacts, lambda w: w * 1.05, rewrite_hash)
+    manifest_before = (artifacts / "manifest.json").read_bytes()
     result = runner.invoke(main, ["verify", "--artifacts", str(artifacts), "--json", str(tmp_path / "v.json")])
     assert result.exit_code == 1, result.output
+    assert (artifacts / "manifest.json").read_bytes() == manifest_before  # a failed verify records nothing
+    if not rewrite_hash:  # integrity fails first: nothing runs, no report
+        assert "Error: integrity check failed: sha256 of decoder.onnx" in result.output
+        assert "nothing was run" in result.output and not (tmp_path / "v.json").exists()
+        return
     report = json.loads((tmp_path / "v.json").read_text())
     decoder_rows = [c for c in report["checks"] if c["graph"] == "decoder"]
     assert decoder_rows and not any(c["passed"] for c in decoder_rows)  # parity fails on its own merits
     assert all(c["passed"] for c in report["checks"] if c["graph"] == "encoder")
-    if rewrite_hash:
-        assert "Error: parity failed" in result.output
-    else:
-        assert "Error: integrity check failed: sha256 of decoder.onnx" in result.output
+    assert "Error: parity failed" in result.output
 
 
 def test_nan_outputs_fail(artifacts, runner, tmp_path):

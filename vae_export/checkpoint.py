@@ -30,9 +30,15 @@ from vae_export import __version__
 from vae_export.artifacts import atomic_write_bytes, sha256_file
 from vae_export.contract import Geometry
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.manifest import MAX_ELEMENTS
 from vae_export.model import VAE, VAEConfig
 
 CONFIG_KEY = "vae_export.config"
+# Bounds on what a checkpoint may hold, checked before any tensor is touched: 2^28 values per
+# tensor (1 GiB of float32) and 2^30 in all; sizes from metadata are bounded by the same
+# per-tensor figure (manifest.MAX_ELEMENTS), so no number read from a file can ask for more.
+MAX_TENSOR_ELEMENTS = MAX_ELEMENTS
+MAX_TOTAL_ELEMENTS = 1 << 30
 SAFETENSORS_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 
@@ -141,9 +147,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         raise UsageError(f"--checkpoint {path}: file not found")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        return _read_safetensors(path)
+        return validate_state_dict(*_read_safetensors(path), path=path)
     if suffix in TORCH_SUFFIXES:
-        return _read_torch(path), {}
+        return validate_state_dict(_read_torch(path), {}, path=path)
     raise UsageError(
         f"--checkpoint {path}: unknown format {suffix or '(no suffix)'}; expected "
         f"{', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}"
@@ -186,6 +192,70 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
                 f"holding {type(value).__name__}"
             )
     return dict(state)
+
+
+def validate_state_dict(
+    state: dict[str, torch.Tensor], metadata: dict[str, str], path: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Refuse tensors that are not plain dense real arrays backed by their own bytes, before
+    anything reads their values: complex (the finiteness check and ONNX's float graphs are for
+    real numbers), meta (no data), sparse or quantized layouts, views whose elements exceed
+    their storage (a stride-0 `expand` of one float claiming 5e9 elements: reading it would
+    allocate gigabytes), and sizes past the bounds."""
+    total = 0
+    for key, t in state.items():
+        what = f"--checkpoint {path}: tensor {key!r}"
+        if t.layout != torch.strided or t.is_quantized:
+            raise VAEExportError(f"{what}: expected a dense tensor, found layout {t.layout}"
+                                 + (" (quantized)" if t.is_quantized else ""))
+        if t.is_meta or t.device.type != "cpu":
+            raise VAEExportError(f"{what}: expected a tensor with data on the CPU, found device {t.device}")
+        if t.is_complex():
+            raise VAEExportError(f"{what}: expected a real dtype (float or integer), found {t.dtype}")
+        numel = t.numel()
+        if numel > MAX_TENSOR_ELEMENTS:
+            raise VAEExportError(f"{what}: {numel} values, more than the limit of {MAX_TENSOR_ELEMENTS}")
+        needed = (t.storage_offset() + numel) * t.element_size()
+        if numel and (needed > t.untyped_storage().nbytes()
+                      or any(step == 0 and size > 1 for step, size in zip(t.stride(), t.shape))):
+            raise VAEExportError(f"{what}: an expanded or overlapping view ({numel} values over "
+                                 f"{t.untyped_storage().nbytes()} bytes of storage); save plain tensors (.contiguous())")
+        total += numel
+        if total > MAX_TOTAL_ELEMENTS:
+            raise VAEExportError(f"--checkpoint {path}: more than {MAX_TOTAL_ELEMENTS} values in all; refused")
+    return state, metadata
+
+
+def check_config(config: VAEConfig, state: dict[str, torch.Tensor], path: Path) -> None:
+    """A config read from a checkpoint's metadata must describe the tensors actually in the
+    file, checked before the model is built: a 1 KB file whose config asks for a 3,000,000-wide
+    layer would otherwise allocate gigabytes first. The expected shapes come from the model
+    built on the meta device (no memory)."""
+    sizes = {"image_shape": math.prod(config.image_shape), "hidden_dim": config.hidden_dim,
+             "latent_dim": config.latent_dim}
+    for name, size in sizes.items():
+        if size > MAX_ELEMENTS:
+            raise VAEExportError(f"--checkpoint {path}: {CONFIG_KEY} {name} asks for {size} values, more than "
+                                 f"the limit of {MAX_ELEMENTS}")
+    with torch.device("meta"):
+        expected = VAE(config).state_dict()
+    check_keys(state, expected, path)
+
+
+def metadata_image_shape(metadata: dict[str, str], path: Path) -> tuple[int, int, int] | None:
+    """The image shape a checkpoint's config records (for user classes), validated and bounded."""
+    if CONFIG_KEY not in metadata:
+        return None
+    try:
+        shape = tuple(json.loads(metadata[CONFIG_KEY])["image_shape"])
+        if len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape):
+            raise ValueError(f"expected three positive integers, found {list(shape)}")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise VAEExportError(f"--checkpoint {path}: bad {CONFIG_KEY} metadata ({first_line(exc)})") from None
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise VAEExportError(f"--checkpoint {path}: {CONFIG_KEY} image_shape has {math.prod(shape)} values, "
+                             f"more than the limit of {MAX_ELEMENTS}")
+    return shape  # type: ignore[return-value]
 
 
 def check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -248,8 +318,9 @@ def load_reference(
     if CONFIG_KEY in metadata:
         try:
             config = VAEConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VAEExportError(f"--checkpoint {path}: bad {CONFIG_KEY} metadata ({exc})") from None
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise VAEExportError(f"--checkpoint {path}: bad {CONFIG_KEY} metadata ({first_line(exc)})") from None
+        check_config(config, state, path)
         source = "vae-export"
     else:
         state = _to_our_keys(state)
@@ -316,8 +387,8 @@ def load_model(
         check_keys(state, module.state_dict(), checkpoint)
         module.load_state_dict(state, strict=True)
         module.eval()
-        if CONFIG_KEY in metadata and image_shape is None:
-            image_shape = tuple(json.loads(metadata[CONFIG_KEY])["image_shape"])  # type: ignore[assignment]
+        if image_shape is None:
+            image_shape = metadata_image_shape(metadata, checkpoint)
         shape = image_shape or (1, 28, 28)
         source = model_ref
         config = {"image_shape": list(shape), "model": model_ref}

@@ -4,8 +4,10 @@ formats the result. Library errors become one `Error: ...` line here, in one pla
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ import click
 from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
 from vae_export.errors import UsageError, VAEExportError, first_line
-from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, AgainstOptions, BenchOptions,
+from vae_export.manifest import MAX_ELEMENTS
+from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, MAX_BATCH, MAX_ITERATIONS,
+                                MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions,
                                 ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
@@ -32,6 +36,20 @@ class _Group(click.Group):
     else) become one line too, unless --debug or VAE_EXPORT_DEBUG=1 asks for the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Third-party warnings (torch.load's pickle-protocol notice, numpy, ...) are held back
+        # and shown after a command that succeeds; a failing command prints only its one
+        # `Error:` line (all of them with --debug).
+        failed = True
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                result = self._invoke(ctx)
+            failed = False
+            return result
+        finally:  # replayed outside the recording context (inside it, they would be recorded again)
+            if not failed or _debug(ctx):
+                _replay(caught)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except VAEExportError as exc:
@@ -48,7 +66,23 @@ class _Group(click.Group):
             ) from None
 
 
+def _replay(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
 # ---- shared options: defined once so names and meanings never drift ----------------------
+
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses NaN and infinities (FloatRange lets NaN through every
+    bound: a NaN --max-regression made a gate that could not fail)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, found {value!r}", param, ctx)
+        return number
+
 
 class _BatchSizes(click.ParamType):
     name = "N,N,..."
@@ -62,6 +96,8 @@ class _BatchSizes(click.ParamType):
             self.fail(f"expected comma-separated integers like 1,8,64, found {value!r}", param, ctx)
         if not sizes or min(sizes) < 1:
             self.fail(f"expected batch sizes of at least 1, found {value!r}", param, ctx)
+        if max(sizes) > MAX_BATCH or len(sizes) > 64:
+            self.fail(f"expected at most 64 batch sizes of at most {MAX_BATCH}, found {value!r}", param, ctx)
         return sizes
 
 
@@ -93,6 +129,8 @@ class _ImageShape(click.ParamType):
             shape = ()
         if len(shape) != 3 or min(shape) < 1:
             self.fail(f"expected three positive integers C,H,W like 1,28,28, found {value!r}", param, ctx)
+        if math.prod(shape) > MAX_ELEMENTS:
+            self.fail(f"expected at most {MAX_ELEMENTS} values per image, found {value!r}", param, ctx)
         return shape  # type: ignore[return-value]
 
 
@@ -174,17 +212,17 @@ def main(debug: bool) -> None:
 @dataset_options
 @arch_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainOptions.batch_size, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=TrainOptions.batch_size, show_default=True)
+@click.option("--lr", type=_Finite(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
               help="Peak learning rate of the one-cycle schedule (Adam).")
-@click.option("--latent-dim", type=click.IntRange(min=1), default=TrainOptions.latent_dim, show_default=True)
-@click.option("--hidden-dim", type=click.IntRange(min=1), default=TrainOptions.hidden_dim, show_default=True)
-@click.option("--beta", type=click.FloatRange(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
-@click.option("--channels", type=click.IntRange(min=1, max=1024), default=TrainOptions.channels, show_default=True,
+@click.option("--latent-dim", type=click.IntRange(1, MAX_WIDTH), default=TrainOptions.latent_dim, show_default=True)
+@click.option("--hidden-dim", type=click.IntRange(1, MAX_WIDTH), default=TrainOptions.hidden_dim, show_default=True)
+@click.option("--beta", type=_Finite(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
+@click.option("--channels", type=click.IntRange(1, 1024), default=TrainOptions.channels, show_default=True,
               help="conv: convolution width.")
-@click.option("--latent-channels", type=click.IntRange(min=1, max=1024), default=TrainOptions.latent_channels,
+@click.option("--latent-channels", type=click.IntRange(1, 1024), default=TrainOptions.latent_channels,
               show_default=True, help="conv: channels of the spatial latent.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @quiet_option
 def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, arch: str, epochs: int | None,
           batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, channels: int,
@@ -262,8 +300,8 @@ def _fmt(value: float | None, spec: str = ".2e") -> str:
 @model_options
 @_batch_sizes_option(VerifyOptions.batch_sizes)
 @sizes_option
-@click.option("--atol", type=click.FloatRange(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
+@click.option("--atol", type=_Finite(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
+@click.option("--rtol", type=_Finite(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
 @json_option
 @quiet_option
@@ -328,11 +366,11 @@ def _print_verify(report: Any) -> None:
 @device_option
 @_batch_sizes_option(BenchOptions.batch_sizes)
 @sizes_option
-@click.option("--threads", type=click.IntRange(min=1), default=BenchOptions.threads, show_default=True,
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=BenchOptions.threads, show_default=True,
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
-@click.option("--warmup", type=click.IntRange(min=0), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
-@click.option("--iterations", type=click.IntRange(min=1), default=BenchOptions.iterations, show_default=True, help="Timed calls per shape.")
-@click.option("--min-time", "min_time", type=click.FloatRange(min=0.0), default=None, metavar="SECONDS",
+@click.option("--warmup", type=click.IntRange(0, MAX_ITERATIONS), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
+@click.option("--iterations", type=click.IntRange(1, MAX_ITERATIONS), default=BenchOptions.iterations, show_default=True, help="Timed calls per shape.")
+@click.option("--min-time", "min_time", type=_Finite(0.0, MAX_MIN_TIME_S), default=None, metavar="SECONDS",
               help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast "
                    f"rows) [default: {BenchOptions.min_time_s:g}; with --against, per side of each row, "
                    f"{AgainstOptions.min_time_s:g}].")
@@ -341,13 +379,13 @@ def _print_verify(report: Any) -> None:
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
-@click.option("--max-regression", type=click.FloatRange(min=1.0), default=None,
+@click.option("--max-regression", type=_Finite(min=1.0), default=None,
               help="Fail when a row is slower than RATIO x the old one [default: "
                    f"{BenchOptions.max_regression:g} with --baseline, {AgainstOptions.max_regression:g} with --against].")
 @click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_DIR",
               help="A/B gate: time OLD_DIR's artifacts against --artifacts in one run, in paired rounds; "
                    "exit 1 when a row's 95% interval of NEW/OLD lies above --max-regression.")
-@click.option("--rounds", type=click.IntRange(min=1), default=None,
+@click.option("--rounds", type=click.IntRange(1, MAX_ITERATIONS), default=None,
               help=f"Alternating rounds per row [default: {BenchOptions.rounds}; {AgainstOptions.rounds} with "
                    "--against, at least 6].")
 @quiet_option
@@ -457,7 +495,7 @@ def _image_pixels(env: dict[str, Any], row: Any) -> int:
 @main.command()
 @artifacts_option
 @click.option("-n", "count", type=click.IntRange(min=1, max=4096), default=64, show_default=True, help="Images to sample.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
               help="Which decoder variant to use.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
@@ -543,7 +581,7 @@ def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None, size: An
 @artifacts_option
 @dataset_options
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
               help="Also export, verify and time these variants (repeatable).")
 @arch_option

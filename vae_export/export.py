@@ -185,7 +185,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's, and for --dynamic-size at a second image size (compared with PyTorch when the
     module is given)."""
-    from vae_export.ortsession import make_session
+    from vae_export.ortsession import make_session, run_limited
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
@@ -200,7 +200,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
     for batch, size in cases:
         shape = geometry.image_at(size) if spec is ENCODER else geometry.latent_at(size)
         x = rng.random((batch, *shape), dtype=np.float32)
-        outputs = session.run(None, {spec.input_name: x})
+        outputs = run_limited(session, None, {spec.input_name: x}, path)
         if any(o.shape[0] != batch for o in outputs):
             raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
         if module is not None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vae_export.artifacts import atomic_write_json, sha256_file
+from vae_export.artifacts import atomic_write_json, directory_lock, sha256_file
 from vae_export.contract import GRAPHS, Geometry
-from vae_export.errors import UsageError, VAEExportError
+from vae_export.errors import CheckFailed, UsageError, VAEExportError
 from vae_export.variants import LISTED_VARIANTS
 
 MANIFEST_NAME = "manifest.json"
@@ -244,8 +244,8 @@ class Manifest:
         if not _SHA256.fullmatch(digest):
             checkpoint.fail("checkpoint.sha256", "64 lowercase hex digits", digest)
         entries = f.get("artifacts", list, "a list of artifact entries")
-        if len(entries) > MAX_ARTIFACTS:
-            f.fail("artifacts", f"at most {MAX_ARTIFACTS} entries", f"{len(entries)} entries")
+        if not 1 <= len(entries) <= MAX_ARTIFACTS:  # a manifest listing nothing verifies nothing
+            f.fail("artifacts", f"from 1 to {MAX_ARTIFACTS} entries", f"{len(entries)} entries")
         artifacts = tuple(ArtifactEntry.from_json(e, f"artifacts[{i}]", path) for i, e in enumerate(entries))
         names = [e.file for e in artifacts]
         if len(set(names)) != len(names):
@@ -308,11 +308,40 @@ class Manifest:
 
     def integrity(self, artifacts: Path) -> list[dict[str, Any]]:
         """One row per listed artifact: {"file", "sha256_ok"} (a missing file is not ok)."""
-        rows = []
-        for entry in self.artifacts:
-            path = artifacts / entry.file
-            rows.append({"file": entry.file, "sha256_ok": path.is_file() and sha256_file(path) == entry.sha256})
-        return rows
+        return [{"file": entry.file, "sha256_ok": integrity_problem(artifacts, entry) is None}
+                for entry in self.artifacts]
+
+    def check_integrity(self, artifacts: Path) -> None:
+        """Raise CheckFailed (exit 1) unless every listed file is present, a regular file in
+        the directory (not a symlink, which could lead anywhere) and of the recorded size and
+        sha256. Commands call this before any listed graph is opened."""
+        problems = [p for e in self.artifacts if (p := integrity_problem(artifacts, e)) is not None]
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise CheckFailed(f"integrity check failed: {'; '.join(problems[:3])}{more}, "
+                              f"against {artifacts / MANIFEST_NAME}; nothing was run")
+
+
+def escaped(name: str) -> str:
+    """A name read from a file, as it can be printed: plain ASCII names as they are, anything
+    else quoted with non-ASCII and control characters escaped, so that a hostile name cannot
+    rewrite the terminal."""
+    return name if name.isascii() and name.isprintable() and " " not in name else json.dumps(name)
+
+
+def integrity_problem(artifacts: Path, entry: ArtifactEntry) -> str | None:
+    """Why a listed artifact fails its integrity check, or None; the size is compared before
+    hashing, so a huge substitute is not read."""
+    path, name = artifacts / entry.file, escaped(entry.file)
+    if path.is_symlink():
+        return f"{name} is a symlink (listed artifacts must be files in the directory); refused"
+    if not path.exists():
+        return f"{name} is missing"
+    if not path.is_file():
+        return f"{name} is not a regular file"
+    if path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+        return f"sha256 of {name} does not match the manifest"
+    return None
 
 
 def checkpoint_reference(checkpoint: Path, artifacts_dir: Path) -> str:
@@ -323,5 +352,7 @@ def checkpoint_reference(checkpoint: Path, artifacts_dir: Path) -> str:
 
 
 def record_summary(artifacts: Path, key: str, summary: dict[str, Any]) -> None:
-    """Record a later command's summary (parity, bench) in the manifest."""
-    Manifest.read(artifacts).with_summary(key, summary).write(artifacts)
+    """Record a later command's summary (parity, bench) in the manifest, under the
+    directory's lock so that it cannot interleave with an export."""
+    with directory_lock(artifacts):
+        Manifest.read(artifacts).with_summary(key, summary).write(artifacts)

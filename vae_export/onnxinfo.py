@@ -52,6 +52,23 @@ def check_external_data(model: onnx.ModelProto, path: Path) -> None:
             )
 
 
+def check_static_sizes(model: onnx.ModelProto, path: Path, limit: int) -> None:
+    """Refuse a graph with a value whose size, as shape inference gives it (symbolic
+    dimensions counted as 1), exceeds `limit` elements: a node that allocates gigabytes
+    (ConstantOfShape, Expand, Tile of a constant shape) is refused before ONNX Runtime runs it."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is best effort here; the checker has already run
+        return
+    graph = inferred.graph
+    for value in [*graph.value_info, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        size = _numel(d.dim_value if d.HasField("dim_value") else 1 for d in dims)
+        if size > limit:
+            raise VAEExportError(f"{path}: value {value.name!r} would hold {size} elements (more than the limit of "
+                                 f"{limit}); refused")
+
+
 def load_onnx(path: Path, check: bool = True) -> onnx.ModelProto:
     """Load (without external data) and validate; every failure names the file."""
     if not path.is_file():

@@ -15,6 +15,16 @@ DATASETS = ("digits", "mnist", "fashion-mnist")
 DEVICES = ("cpu", "cuda")
 ARCHS = ("mlp", "conv")
 Size = tuple[int, int]
+# Stated bounds on options (and the runtime's counts), so that no number a user or a script
+# passes can ask for absurd memory or time before a check runs.
+MAX_BATCH = 65536  # images or latents per call: 205 MB of 28x28 float32 images
+MAX_STEPS = 4096  # interpolation points
+MAX_SAMPLES = 1024  # anomaly score draws per image
+MAX_SEED = 2**63 - 1  # seeds are non-negative (numpy refuses negative ones)
+MAX_ITERATIONS = 1_000_000  # bench calls per row
+MAX_MIN_TIME_S = 600.0  # bench time budget per row
+MAX_THREADS = 256
+MAX_WIDTH = 65536  # --hidden-dim, --latent-dim
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,15 +1,36 @@
-"""ONNX Runtime sessions configured one way for verify, bench and the runtime (no torch)."""
+"""ONNX Runtime sessions configured one way for verify, bench and the runtime (no torch).
+
+A graph read back from disk is untrusted input: `make_session` checks it against the
+contract's signature (names, float32, a symbolic batch, every other dimension the size the
+manifest or the graph's own metadata says) before anything runs it, and `run_limited` stops a
+run that exceeds a time limit (a `Loop` with no trip count would otherwise never return).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import heapq
+import itertools
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
-from vae_export.contract import GraphSpec
+from vae_export.contract import META_PREFIX, GraphSpec
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.manifest import MAX_ELEMENTS
 from vae_export.options import DEVICES
+
+RUN_TIME_LIMIT_ENV = "VAE_EXPORT_RUN_TIMEOUT"
+# Our graphs answer in milliseconds; a minute is far past any honest run, even at batch
+# 65536 on a slow CPU, and short enough that a hanging graph is reported, not waited on.
+DEFAULT_RUN_TIME_LIMIT_S = 60.0
 
 GPU_INSTALL_HINT = (
     "install the GPU build of ONNX Runtime instead of the CPU one: "
@@ -37,7 +58,9 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options.inter_op_num_threads = 1
     if threads:
         options.intra_op_num_threads = threads
-    options.log_severity_level = 3  # errors only: ORT's warnings here are about its own graph rewrites
+    # Fatal only: ORT's warnings are about its own graph rewrites, and its errors come back as
+    # exceptions that we report in one line (its own log line would come first on stderr).
+    options.log_severity_level = 4
     return options
 
 
@@ -49,18 +72,20 @@ def make_session(
     *,
     providers: Sequence[str] | None = None,
     validate: bool = True,
+    shapes: Mapping[str, tuple[int | None, ...]] | None = None,
 ) -> ort.InferenceSession:
     """The one way this project opens a graph in ONNX Runtime (verify, bench, export's checks,
     inspect, the runtime): `session_options`, the device's providers (or `providers` as
-    given), and, with `spec`, the input and output names checked against the contract.
+    given), and, with `spec`, the signature checked against the contract (`check_signature`:
+    against `shapes`, the sizes the manifest records, else against the graph's own metadata).
 
     `validate` first loads an .onnx with the onnx package and refuses external data outside
     its directory; the torch-free runtime passes False (it has no onnx package), and ONNX
     Runtime's own path check (1.20+) then refuses such data."""
     if validate and path.suffix == ".onnx":
-        from vae_export.onnxinfo import load_onnx
+        from vae_export.onnxinfo import check_static_sizes, load_onnx
 
-        load_onnx(path)
+        check_static_sizes(load_onnx(path), path, MAX_ELEMENTS)
     chosen = list(providers) if providers is not None else providers_for(device)
     try:
         session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=chosen)
@@ -68,6 +93,7 @@ def make_session(
         raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     if spec is not None:
         check_names(session, spec, path)
+        check_signature(session, spec, path, shapes)
     return session
 
 
@@ -79,3 +105,151 @@ def check_names(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> N
             f"{path}: expected a {spec.role} graph {spec.input_name} -> {', '.join(spec.output_names)}, "
             f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
         )
+
+
+# ---- the signature check -------------------------------------------------------------------
+
+def expected_shapes(spec: GraphSpec, latent_shape: Sequence[int | None],
+                    image_shape: Sequence[int | None]) -> dict[str, tuple[int | None, ...]]:
+    """Each input's and output's dimensions after `batch`, by name: the contract's shapes
+    (None: a symbolic dimension, --dynamic-size)."""
+    latent, image = tuple(latent_shape), tuple(image_shape)
+    inner, outer = (image, latent) if spec.role == "encoder" else (latent, image)
+    return {spec.input_name: inner, **{name: outer for name in spec.output_names}}
+
+
+def _meta_shape(meta: Mapping[str, str], key: str, path: Path) -> tuple[int | None, ...] | None:
+    """A shape recorded in metadata: a JSON list, null for symbolic dims (contract v2), or
+    `1,28,28` (v1); None when absent or `null` (a symbolic image size)."""
+    text = meta.get(META_PREFIX + key)
+    if text is None or text.strip() == "null":
+        return None
+    try:
+        value = json.loads(text) if text.strip().startswith("[") else [int(v) for v in text.split(",")]
+        if not isinstance(value, list) or not value or not all(v is None or (type(v) is int and v >= 1) for v in value):
+            raise ValueError(text)
+    except (ValueError, RecursionError):
+        raise VAEExportError(f"{path}: metadata {META_PREFIX}{key}: expected positive integers, "
+                             f"found {json.dumps(text[:60])}") from None
+    return tuple(value)
+
+
+def metadata_shapes(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> dict[str, tuple[int | None, ...]] | None:
+    """The contract's shapes as the graph's own metadata states them (None without metadata).
+    A symbolic image size (`image_shape` null) takes its channel count from the graph."""
+    meta = session.get_modelmeta().custom_metadata_map
+    latent = _meta_shape(meta, "latent_shape", path) or _meta_shape(meta, "latent_dim", path)
+    image = _meta_shape(meta, "image_shape", path)
+    if image is None and latent is not None and None in latent and meta.get(META_PREFIX + "image_shape") == "null":
+        values = {v.name: v for v in [*session.get_inputs(), *session.get_outputs()]}
+        pixels = values.get("x") or values.get("x_hat")
+        channels = pixels.shape[1] if pixels is not None and len(pixels.shape) == 4 else None
+        image = (channels, None, None) if isinstance(channels, int) else None
+    return None if latent is None or image is None else expected_shapes(spec, latent, image)
+
+
+def _shown(value: Any) -> str:
+    dims = ", ".join(str(d) if isinstance(d, int) else (d or "?") for d in value.shape)
+    return f"{value.name} {value.type.removeprefix('tensor(').rstrip(')')} [{dims}]"
+
+
+def check_signature(session: ort.InferenceSession, spec: GraphSpec, path: Path,
+                    shapes: Mapping[str, tuple[int | None, ...]] | None = None) -> None:
+    """Refuse a graph whose inputs and outputs are not float32 [batch, *shape] with the
+    contract's shapes (from the manifest when given, else the graph's metadata; a graph with
+    neither only has to be consistent: every dimension but batch fixed, mu and logvar alike).
+    Names are `check_names`' job. The message shows the expected and the found signature."""
+    values = [*session.get_inputs(), *session.get_outputs()]
+    shapes = shapes if shapes is not None else metadata_shapes(session, spec, path)
+    if shapes is None:  # no contract to compare with: the graph's own fixed sizes, if consistent
+        shapes = {v.name: tuple(v.shape[1:]) for v in values}
+        if spec.role == "encoder" and shapes.get("mu") != shapes.get("logvar"):
+            shapes = {}
+    found = "; ".join(_shown(v) for v in values)
+    for v in values:
+        want = shapes.get(v.name)
+        ok = (want is not None and v.type == "tensor(float)" and len(v.shape) == 1 + len(want)
+              and not isinstance(v.shape[0], int)  # batch is symbolic (a name, or None)
+              # a fixed size where the contract has one; a symbolic one (--dynamic-size) where it has None
+              and all((not isinstance(d, int)) if w is None else (d == w and w >= 1) for d, w in zip(v.shape[1:], want))
+              and math.prod(w for w in want if w is not None) <= MAX_ELEMENTS)
+        if not ok:
+            expected = "; ".join(f"{name} float [batch, {', '.join('?' if d is None else str(d) for d in dims)}]"
+                                 for name, dims in shapes.items())
+            raise VAEExportError(f"{path}: not the {spec.role} signature of the contract: expected "
+                                 f"{expected or 'fixed sizes, mu and logvar alike'}, found {found}")
+
+
+# ---- runs with a time limit --------------------------------------------------------------------
+
+def run_time_limit() -> float:
+    """Seconds a single run may take: $VAE_EXPORT_RUN_TIMEOUT, else DEFAULT_RUN_TIME_LIMIT_S."""
+    text = os.environ.get(RUN_TIME_LIMIT_ENV)
+    try:
+        limit = float(text) if text else DEFAULT_RUN_TIME_LIMIT_S
+    except ValueError:
+        limit = math.nan
+    if not (math.isfinite(limit) and limit > 0):
+        raise UsageError(f"${RUN_TIME_LIMIT_ENV}: expected a positive number of seconds, found {text!r}")
+    return limit
+
+
+class _Watchdog:
+    """One daemon thread that sets `RunOptions.terminate` on runs past their deadline (ONNX
+    Runtime checks the flag between nodes and inside Loop bodies). One thread for the process,
+    so a run costs a heap push, not a thread start."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, ort.RunOptions]] = []
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread wakes next on its own
+
+    def watch(self, options: ort.RunOptions, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._ids), options))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="vae-export-watchdog", daemon=True)
+                self._thread.start()
+            # Wake the thread only when it would sleep past this deadline: with one limit for
+            # every run that is rare, and a wake-up per run would cost the run its GIL.
+            if deadline < self._wake_at:
+                self._cond.notify()
+
+    def done(self, options: ort.RunOptions) -> None:
+        with self._cond:
+            self._heap = [item for item in self._heap if item[2] is not options]
+            heapq.heapify(self._heap)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    heapq.heappop(self._heap)[2].terminate = True
+                self._wake_at = self._heap[0][0] if self._heap else math.inf
+                self._cond.wait(timeout=(self._wake_at - now) if self._heap else None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def run_limited(session: ort.InferenceSession, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray],
+                path: Path, limit_s: float | None = None) -> list[np.ndarray]:
+    """`session.run` stopped after `limit_s` (default `run_time_limit()`); a failed or
+    stopped run is one VAEExportError naming the file."""
+    limit = run_time_limit() if limit_s is None else limit_s
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the exception says it; no log line before ours
+    _WATCHDOG.watch(options, limit)
+    try:
+        return session.run(list(output_names) if output_names is not None else None, dict(feeds), options)
+    except Exception as exc:  # ORT raises its own Fail/RuntimeException/... types
+        if options.terminate:
+            raise VAEExportError(f"{path}: a run took longer than {limit:g} s and was stopped "
+                                 f"(${RUN_TIME_LIMIT_ENV} sets the limit)") from None
+        raise VAEExportError(f"{path}: ONNX Runtime failed to run it ({first_line(exc)})") from None
+    finally:
+        _WATCHDOG.done(options)

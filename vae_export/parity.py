@@ -30,7 +30,7 @@ from vae_export.options import VerifyOptions
 from vae_export.checkpoint import LoadedModel
 from vae_export.contract import GRAPHS
 from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, fit_images, parity_inputs
-from vae_export.ortsession import make_session
+from vae_export.ortsession import expected_shapes, make_session, run_limited
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
 from vae_export.variants import REDUCED, REGISTRY
@@ -126,7 +126,8 @@ def verify(
     for entry in manifest.artifacts:
         spec = GRAPHS[entry.graph]
         progress(f"verify {entry.file}")
-        session = make_session(artifacts / entry.file, device, spec=spec)
+        session = make_session(artifacts / entry.file, device, spec=spec,
+                               shapes=expected_shapes(spec, manifest.model.geometry.latent_dims(), manifest.model.geometry.image_dims()))
         module = loaded.encoder if spec.role == "encoder" else loaded.decoder
         for size in sizes:
             image_shape, latent_shape = g.image_at(size), g.latent_at(size)
@@ -136,7 +137,7 @@ def verify(
             edge = edge_inputs(spec.role, latent_shape, image_shape)
             cases.append((len(edge), "edge", edge))
             for batch, kind, x in cases:
-                got = session.run(list(spec.output_names), {spec.input_name: x})
+                got = run_limited(session, spec.output_names, {spec.input_name: x}, artifacts / entry.file)
                 for output, a, e in zip(spec.output_names, got, _torch_outputs(module, x)):
                     checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
                                              atol, rtol, list(size) if g.dynamic_size else None))

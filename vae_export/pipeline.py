@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, ensure_dir
+from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, directory_lock, ensure_dir
 from vae_export.checkpoint import LoadedModel, load_model
 from vae_export.contract import Geometry, graph_filename
 from vae_export.errors import UsageError
 from vae_export.export import ExportResult, export
 from vae_export.inputs import CALIBRATION_SAMPLES
-from vae_export.manifest import MANIFEST_NAME, Manifest, record_summary
+from vae_export.manifest import MANIFEST_NAME, Manifest, escaped, record_summary
 from vae_export.options import (AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions,
                                 VerifyOptions)
 from vae_export.progress import SILENT, Progress
@@ -64,8 +64,9 @@ def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress
 
     result = train(data, model_config, config, on_epoch)
     result.metrics["data_dir"] = str(o.data_dir.resolve()) if o.data_dir else None
-    save_checkpoint(result.model, artifacts / CHECKPOINT_NAME)
-    atomic_write_json(artifacts / TRAIN_METRICS_NAME, result.metrics)
+    with directory_lock(artifacts):
+        save_checkpoint(result.model, artifacts / CHECKPOINT_NAME)
+        atomic_write_json(artifacts / TRAIN_METRICS_NAME, result.metrics)
     return result.metrics
 
 
@@ -82,8 +83,9 @@ def export_into(artifacts: Path, source: ModelSource = ModelSource(), options: E
         if calibration is None:  # user models of other shapes: calibrate on uniform noise
             shape = (CALIBRATION_SAMPLES, *loaded.image_shape)
             calibration = np.random.default_rng(0).random(shape, dtype=np.float32)
-    return export(loaded, artifacts, options.opset, options.exporter, tuple(dict.fromkeys(options.variants)),
-                  calibration)
+    with directory_lock(artifacts):  # two exports into one directory would interleave their files
+        return export(loaded, artifacts, options.opset, options.exporter, tuple(dict.fromkeys(options.variants)),
+                      calibration)
 
 
 def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> LoadedModel:
@@ -91,7 +93,11 @@ def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> L
     manifest = Manifest.read(artifacts)
     model_ref = source.model_ref
     if model_ref is None and manifest.model.source not in ("vae-export", "state-dict"):
-        model_ref = manifest.model.source
+        # A manifest may have travelled: it never names code to run. Only the user's own
+        # --model (trusted: they typed it) imports a class.
+        raise UsageError(f"{artifacts / MANIFEST_NAME}: the graphs come from a user class "
+                         f"({escaped(manifest.model.source)}); pass --model MODULE:ATTR to rebuild it "
+                         "(a manifest's class is never imported)")
     image_shape = source.image_shape or manifest.model.image_shape
     path = source.checkpoint or manifest.checkpoint(artifacts)
     if source.checkpoint is None and not path.is_file():
@@ -107,12 +113,14 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     from vae_export import parity
     from vae_export.data import reference_images
 
+    Manifest.read(artifacts).check_integrity(artifacts)  # integrity first: nothing runs on a changed file
     loaded = load_for_manifest(artifacts, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
     report = parity.verify(artifacts, loaded, options.batch_sizes, options.atol, options.rtol, options.device,
                            images, images_source, progress, sizes)
-    record_summary(artifacts, "parity", report.summary())
+    if report.passed:  # a failed check leaves the artifacts directory as it was
+        record_summary(artifacts, "parity", report.summary())
     if options.json_path is not None:
         atomic_write_json(options.json_path, report.to_json())
     return report
@@ -137,6 +145,9 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
 
     o = options
     providers_for(o.device)  # a missing CUDA provider is a usage error before any loading
+    if o.baseline is not None:
+        BenchReport.read(o.baseline)  # a malformed baseline fails before anything runs or is written
+    Manifest.read(artifacts).check_integrity(artifacts)
     loaded = load_for_manifest(artifacts, source) if o.with_torch else None
     if o.device == "cuda" and loaded is not None:
         import torch
@@ -146,10 +157,11 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     sizes = _check_sizes(Manifest.read(artifacts).model.geometry, o.sizes)
     report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
                          progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers, rounds=o.rounds)
-    record_summary(artifacts, "bench", report.summary())
+    gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
+    if gate is None or gate.passed:  # a failed gate leaves the artifacts directory as it was
+        record_summary(artifacts, "bench", report.summary())
     if o.json_path is not None:
         atomic_write_json(o.json_path, report.to_json())
-    gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     return BenchOutcome(report, gate)
 
 

@@ -8,6 +8,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,38 @@ class VerifyReport:
 
 # ---- bench -----------------------------------------------------------------------------------
 
+MAX_BASELINE_ROWS = 100_000
+_TEXT_FIELDS = ("graph", "variant", "engine", "provider")
+_COUNT_FIELDS = ("batch", "threads", "iterations")
+_TIME_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput_per_s")
+
+
+def check_row_types(row: dict[str, Any], where: str) -> None:
+    """A baseline travels (CI artifacts): every field the gate reads must have its type, and
+    times must be finite and non-negative (a NaN p50 would make a gate that cannot fail)."""
+    def fail(name: str, expected: str) -> None:
+        value = row[name]
+        shown = repr(value)[:60] if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+        raise VAEExportError(f"{where}.{name}: expected {expected}, found {shown}")
+
+    for name in _TEXT_FIELDS:
+        if not isinstance(row[name], str) or len(row[name]) > 255:
+            fail(name, "a string of at most 255 characters")
+    if row["file"] is not None and not (isinstance(row["file"], str) and len(row["file"]) <= 255):
+        fail("file", "a string or null")
+    for name in _COUNT_FIELDS:
+        if isinstance(row[name], bool) or not isinstance(row[name], int) or not 0 <= row[name] <= 1 << 40:
+            fail(name, "a non-negative integer")
+    for name in _TIME_FIELDS:
+        value = row[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            fail(name, "a finite non-negative number")
+    if row.get("speedup_vs_torch") is not None:
+        value = row["speedup_vs_torch"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail("speedup_vs_torch", "a finite number or null")
+
+
 MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads", "size")
 
 
@@ -190,6 +223,7 @@ class BenchRow:
         missing = [f.name for f in fields(cls) if f.name not in known and f.name not in optional]
         if missing:
             raise VAEExportError(f"{where}: missing {', '.join(missing)}")
+        check_row_types(known, where)
         return cls(**known, extra=extra)
 
 
@@ -235,6 +269,8 @@ class BenchReport:
         rows = data.get("results")
         if not isinstance(rows, list):
             raise VAEExportError("not a bench report (no 'results' list)")
+        if len(rows) > MAX_BASELINE_ROWS:
+            raise VAEExportError(f"results: at most {MAX_BASELINE_ROWS} rows, found {len(rows)}")
         return cls(env=data.get("env", {}), warmup=data.get("warmup", 0), iterations=data.get("iterations", 0),
                    min_time_s=data.get("min_time_s", 0.0),
                    results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)],
@@ -242,7 +278,10 @@ class BenchReport:
 
     @classmethod
     def read(cls, path: Path, option: str = "--baseline") -> BenchReport:
-        data = read_json(path, "bench report")
+        try:
+            data = read_json(path, "bench report")
+        except VAEExportError as exc:  # already names the file; say which option it came from
+            raise type(exc)(f"{option} {exc}") from None
         try:
             return cls.from_json(data)
         except VAEExportError as exc:

@@ -10,19 +10,25 @@ and their stride) is read from the graph's own signature and metadata.
 Inputs are checked against the graph's signature. float64 (and other real dtypes) are cast to
 float32, since that is what numpy produces by default and the cast is exact enough for a
 model that computes in float32; NaN or Inf inputs are refused, since they can only produce
-garbage.
+garbage. Counts and seeds are checked too (`n`, `steps`, `samples` within the stated bounds of
+`vae_export.options`, seeds non-negative integers); every bad argument is a
+`RuntimeInputError` naming it. A graph is checked against the contract's signature when it
+is opened, and a run past the time limit is stopped (`vae_export.ortsession`).
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec, Shape, format_shape, symbolic_names
 from vae_export.errors import VAEExportError
-from vae_export.ortsession import make_session
+from vae_export.options import MAX_BATCH, MAX_SAMPLES, MAX_SEED, MAX_STEPS
+from vae_export.ortsession import make_session, run_limited
 
 __all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
 
@@ -33,12 +39,39 @@ class RuntimeInputError(VAEExportError, ValueError):
     """An input that does not match the graph's signature."""
 
 
+def check_count(name: str, value: Any, low: int, high: int) -> int:
+    """An integer argument in [low, high] (Python or numpy integers; not bool, not float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {type(value).__name__} {value!r}")
+    if not low <= int(value) <= high:
+        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {value}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int | None:
+    """None (fresh entropy) or a non-negative integer: numpy refuses negative seeds."""
+    return None if seed is None else check_count("seed", seed, 0, MAX_SEED)
+
+
+def as_array(value: Any, what: str) -> np.ndarray:
+    """np.asarray, with a ragged list or an object that is not array-like as one error."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise RuntimeInputError(f"{what}: expected an array, found {type(value).__name__} ({exc})") from None
+    if array.dtype == object:
+        raise RuntimeInputError(f"{what}: expected a numeric array, found {type(value).__name__} of Python objects")
+    return array
+
+
 class _Graph:
     spec: GraphSpec
 
     def __init__(
         self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
     ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise RuntimeInputError(f"path: expected a file path, found {type(path).__name__}")
         self.path = Path(path)
         if not self.path.is_file():
             raise VAEExportError(f"{self.path}: file not found")
@@ -65,7 +98,7 @@ class _Graph:
         """x against `shape` (default: the graph's input): rank, fixed dims, the stride rule
         for symbolic image dims; real dtype, finite values, a non-empty batch."""
         shape = self.input_shape if shape is None else shape
-        x = np.asarray(x)
+        x = as_array(x, what)
         fits = x.ndim == 1 + len(shape) and all(d is None or d == n for d, n in zip(shape, x.shape[1:]))
         if fits and image and self.stride and None in shape:
             fits = all(n % self.stride == 0 and n > 0 for d, n in zip(shape, x.shape[1:]) if d is None)
@@ -73,6 +106,8 @@ class _Graph:
             raise RuntimeInputError(f"{what}: expected shape {self._expected(shape, image)}, found {list(x.shape)}")
         if x.shape[0] == 0:
             raise RuntimeInputError(f"{what}: expected at least one item in the batch, found 0")
+        if x.shape[0] > MAX_BATCH:
+            raise RuntimeInputError(f"{what}: expected at most {MAX_BATCH} items in the batch, found {x.shape[0]}")
         if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
             raise RuntimeInputError(f"{what}: expected a real-valued array, found dtype {x.dtype}")
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -81,7 +116,7 @@ class _Graph:
         return x
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(list(self.spec.output_names), {self.spec.input_name: x})
+        return run_limited(self.session, self.spec.output_names, {self.spec.input_name: x}, self.path)
 
 
 def _dims(shape: Sequence[int | str | None]) -> Shape:
@@ -133,20 +168,18 @@ class VAEDecoder(_Graph):
     def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
         """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed; `size`
         (height, width) for a decoder with a symbolic size."""
-        if n < 1:
-            raise RuntimeInputError(f"n: expected at least 1, found {n}")
+        n = check_count("n", n, 1, MAX_BATCH)
         shape = self.latent_shape_for(size)
-        z = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
+        z = np.random.default_rng(check_seed(seed)).standard_normal((n, *shape)).astype(np.float32)
         return self.decode(z)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8) -> np.ndarray:
         """Decodes of `steps` points on the straight line from z0 to z1 (both included); z0 and
         z1 are single latents (a leading batch axis of 1 is accepted too)."""
-        if steps < 2:
-            raise RuntimeInputError(f"steps: expected at least 2, found {steps}")
+        steps = check_count("steps", steps, 2, MAX_STEPS)
         ends = []
         for name, z in (("z0", z0), ("z1", z1)):
-            z = np.asarray(z)
+            z = as_array(z, name)
             if z.ndim == len(self.latent_shape):
                 z = z[None]
             ends.append(self._check(z, name)[0])
@@ -194,9 +227,10 @@ class VAE:
         ([samples, batch, latent] standard-normal draws) replaces the seeded draws: batch jobs
         draw them per row, so a row's score does not depend on how the rows were batched.
         """
+        samples = check_count("samples", samples, 1, MAX_SAMPLES)
+        rng = np.random.default_rng(check_seed(seed))
         x = self.encoder._check(x, "x", image=True)
         mu, logvar = self.encoder.encode(x)
-        rng = np.random.default_rng(seed)
         if eps is not None and np.shape(eps) != (samples, *mu.shape):
             raise RuntimeInputError(f"eps: expected shape {[samples, *mu.shape]}, found {list(np.shape(eps))}")
         nll = np.zeros(len(x), dtype=np.float64)
