@@ -615,7 +615,8 @@ def _print_summary(result: Any) -> None:
     click.echo(f"verify  {len(report.checks) - len(report.failed)}/{len(report.checks)} checks passed")
     for r in result.bench.results:
         if r.engine == "onnxruntime" and r.variant == "fp32" and r.batch in (1, 256):
-            click.echo(f"bench   {r.graph} batch {r.batch}: p50 {r.p50_ms:.4f} ms, "
+            size = f" {r.size[0]}x{r.size[1]}" if r.size else ""
+            click.echo(f"bench   {r.graph}{size} batch {r.batch}: p50 {r.p50_ms:.4f} ms, "
                        f"{r.throughput_per_s:,.0f} samples/s, {r.speedup_vs_torch:.2f}x PyTorch")
     click.echo(f"images  {', '.join(p.name for p in result.pictures)}")
     click.echo(f"done in {result.seconds:.1f} s; artifacts in {exported.artifacts_dir}")

@@ -228,7 +228,9 @@ def draw_pictures(
     save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
     mu, _ = vae.encoder.encode(originals[:2])
     save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
-    save_png(latency_plot(bench_report.results), artifacts / "latency.png")
+    # One size per plot: the size the graphs were exported at (--dynamic-size reports several).
+    size = list(Manifest.read(artifacts).model.geometry.size)
+    save_png(latency_plot([r for r in bench_report.results if r.size in (None, size)]), artifacts / "latency.png")
     return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]
 
 
