@@ -5,6 +5,7 @@ Playwright or onnxruntime-web (npm) cannot be had."""
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import shutil
 import threading
@@ -28,26 +29,29 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, exported_dir):
+@pytest.fixture(scope="module", params=["mlp", "conv"])
+def site(request, tmp_path_factory):
+    """The page for the MLP decoder (flat latent) and for the conv decoder (spatial latent
+    [4, 7, 7], exported with --dynamic-size and shown at its export size)."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
     from click.testing import CliRunner
 
-    out = tmp_path_factory.mktemp("site")
-    result = CliRunner().invoke(main, ["web", "--artifacts", str(exported_dir), "--out", str(out)])
+    artifacts = request.getfixturevalue("exported_dir" if request.param == "mlp" else "conv_dir")
+    out = tmp_path_factory.mktemp(f"site-{request.param}")
+    result = CliRunner().invoke(main, ["web", "--artifacts", str(artifacts), "--out", str(out)])
     if result.exit_code != 0 and "onnxruntime-web" in result.output:
         pytest.skip(f"onnxruntime-web unavailable: {result.output.strip()}")
     assert result.exit_code == 0, result.output
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(out)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield out, f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    yield out, f"http://127.0.0.1:{server.server_address[1]}/index.html", artifacts
     server.shutdown()
 
 
 def test_site_is_static_and_vendored(site):
-    out, _ = site
+    out, _, _ = site
     names = {p.name for p in out.iterdir()}
     assert {"index.html", "app.js", "decoder.onnx", "contract.json", "ort.wasm.min.js",
             "ort-wasm-simd-threaded.wasm", "ort-wasm-simd-threaded.mjs"} <= names
@@ -62,11 +66,13 @@ def _main_pixels(page) -> np.ndarray:
     return np.array(data, dtype=np.int16).reshape(28, 28, 4)[..., 0]
 
 
-def test_slider_redraws_and_matches_python_runtime(site, exported_dir):
+def test_slider_redraws_and_matches_python_runtime(site):
     from playwright.sync_api import sync_playwright
 
-    _, url = site
-    decoder = VAEDecoder(exported_dir / "decoder.onnx")
+    out, url, artifacts = site
+    decoder = VAEDecoder(artifacts / "decoder.onnx")
+    latent_shape = json.loads((out / "contract.json").read_text())["latent_shape"]
+    plane = int(np.prod(latent_shape[1:]))  # values slider 0 moves: one, or a whole latent channel
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -76,19 +82,19 @@ def test_slider_redraws_and_matches_python_runtime(site, exported_dir):
             page.goto(url)
             page.wait_for_function("window.vaeDemo && window.vaeDemo.ready", timeout=60_000)
             before = _main_pixels(page)
-            z0 = np.array(page.evaluate("Array.from(window.vaeDemo.z)"), dtype=np.float32)
-            expected0 = np.rint(decoder.decode(z0[None])[0, 0] * 255)
+            z0 = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32)
+            expected0 = np.rint(decoder.decode(z0.reshape(1, *latent_shape))[0, 0] * 255)
             assert np.abs(before - expected0).max() <= PIXEL_TOLERANCE
 
             decodes = page.evaluate("window.vaeDemo.decodes")
             page.locator("#slider-0").fill("2.5")
-            page.wait_for_function(f"window.vaeDemo.decodes > {decodes} && window.vaeDemo.z[0] === 2.5")
-            page.wait_for_timeout(200)  # let a pending redraw land
+            # the frame drawn from the moved slider's z (an event, not a fixed wait)
+            page.wait_for_function(f"window.vaeDemo.decodes > {decodes} && window.vaeDemo.shown[0] === 2.5")
             after = _main_pixels(page)
-            z1 = np.array(page.evaluate("Array.from(window.vaeDemo.z)"), dtype=np.float32)
-            assert z1[0] == 2.5 and np.array_equal(z1[1:], z0[1:])
+            z1 = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32)
+            assert np.all(z1[:plane] == 2.5) and np.array_equal(z1[plane:], z0[plane:])
             assert np.abs(after - before).max() > 20  # the picture changed
-            expected1 = np.rint(decoder.decode(z1[None])[0, 0] * 255)
+            expected1 = np.rint(decoder.decode(z1.reshape(1, *latent_shape))[0, 0] * 255)
             assert np.abs(after - expected1).max() <= PIXEL_TOLERANCE
 
             latency = page.evaluate("document.getElementById('latency').textContent")

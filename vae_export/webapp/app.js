@@ -87,7 +87,9 @@ let busy = false;
 async function redraw() {
   if (busy) { pending = true; return; }
   busy = true;
-  draw(main, await decode(state.z, 1), 0, 0, 0);
+  const z = Float32Array.from(state.z);  // the z this frame shows (the sliders may move meanwhile)
+  draw(main, await decode(z, 1), 0, 0, 0);
+  state.shown = z;
   busy = false;
   showLatency();
   if (pending) { pending = false; redraw(); }
