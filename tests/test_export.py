@@ -1,5 +1,6 @@
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -171,3 +172,14 @@ def test_user_warnings_survive_export(tmp_path, monkeypatch):
     loaded = load_model(tmp_path / "w.safetensors", "test_export:WarningVAE")
     with pytest.warns(UserWarning, match="user model warning"):
         export(loaded, tmp_path)
+
+
+def test_graphs_do_not_carry_source_paths(exported_dir):
+    """No stack trace with this machine's directories in an artifact that travels: the bytes
+    do not depend on where vae-export or torch are installed."""
+    import vae_export
+
+    package_dir = str(Path(vae_export.__file__).resolve().parent.parent).encode()
+    for name in ("encoder.onnx", "decoder.onnx"):
+        data = (exported_dir / name).read_bytes()
+        assert b"pkg.torch.onnx.stack_trace" not in data and package_dir not in data and b"site-packages" not in data

@@ -36,6 +36,7 @@ from vae_export.options import DEFAULT_OPSET, EXPORTERS
 EXAMPLE_BATCH = 2
 # The check run uses batch sizes other than the example's, to prove the axis is dynamic.
 CHECK_BATCHES = (1, 3)
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
 # copyreg: torch.export's pytree pickling raises a FutureWarning about its own LeafSpec there.
 _NOISY_WARNING_MODULES = (r"torch(\.|$)", r"onnxscript(\.|$)", r"onnx_ir(\.|$)", r"onnx(\.|$)", r"copyreg$")
@@ -149,6 +150,20 @@ def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, Shape
     del model.graph.value_info[:]
 
 
+def _drop_stack_traces(model: onnx.ModelProto) -> None:
+    """The dynamo exporter records each node's Python stack trace, with the absolute paths of
+    the exporting machine's source files: that discloses a user's directories in an artifact
+    meant to travel, and makes the bytes depend on where the code is installed. The other
+    `pkg.torch.onnx.*` entries (module names, scopes) stay: they help debugging."""
+    for node in model.graph.node:
+        kept = [(p.key, p.value) for p in node.metadata_props if p.key != STACK_TRACE_KEY]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            for key, value in kept:
+                entry = node.metadata_props.add()
+                entry.key, entry.value = key, value
+
+
 def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
     random = {n.op_type for n in model.graph.node if n.op_type.startswith("Random") or n.op_type == "Multinomial"}
     if random:
@@ -249,6 +264,7 @@ def export_graph(
     shapes: dict[str, Shape] = {"x": image, "x_hat": image, "z": latent, "mu": latent, "logvar": latent}
     _pin_shapes(model, spec, shapes)
     _no_random_nodes(model, spec)
+    _drop_stack_traces(model)
     _set_metadata(model, spec, loaded, opset_version, exporter)
     path = out_dir / graph_filename(spec.role)
     # Self-contained single file: weights inline, never a side .data file (graphs < 2 GiB).
