@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from vae_export.errors import CheckFailed, UsageError
+from vae_export.variants import LISTED_VARIANTS
 
 SCALE_EXTRA_HINT = "install the scale extra: pip install 'vae-export[scale]'"
 
@@ -40,18 +41,10 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
-def _options(*decorators: Callable) -> Callable:
-    def apply(f: Callable) -> Callable:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-    return apply
-
-
 def register(main: click.Group) -> None:
-    from vae_export.cli import artifacts_option, json_option, quiet_option
+    from vae_export.cli import _options, artifacts_option, json_option, quiet_option
 
-    variant_option = click.option("--variant", default="fp32", show_default=True,
+    variant_option = click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
                                   help="Which graph variant to run (encoder.VARIANT.onnx, decoder.VARIANT.onnx).")
     job_options = _options(
         artifacts_option,
