@@ -265,15 +265,18 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
                    opset: int, exporter: str, variants: tuple[str, ...], dynamic_size: bool) -> None:
     """Split the VAE and export encoder.onnx and decoder.onnx (+ manifest.json).
 
-    Graphs: encoder x [batch, C, H, W] -> mu, logvar [batch, latent]; decoder
-    z [batch, latent] -> x_hat [batch, C, H, W]. Each is checked (ONNX checker, strict shape
-    inference, ONNX Runtime at batch 1 and 3) before anything replaces the old artifacts.
+    Graphs: encoder x [batch, C, H, W] -> mu, logvar [batch, *latent]; decoder
+    z [batch, *latent] -> x_hat [batch, C, H, W]; the latent is flat ([32]) or spatial
+    ([4, 7, 7]). With --dynamic-size, H and W (and the latent's h, w) are symbolic. Each graph
+    is checked (ONNX checker, strict shape inference, ONNX Runtime at batch 1 and 3, and a
+    second size) before anything replaces the old artifacts.
 
     \b
     Examples:
         vae-export export
         vae-export export --checkpoint seed_vae.pt --variant int8
         vae-export export --model mypkg.models:ConvVAE --checkpoint conv.safetensors
+        vae-export export --dynamic-size
     """
     if exporter == "torchscript":
         click.echo("note: the TorchScript exporter is deprecated by PyTorch; prefer the default dynamo", err=True)
