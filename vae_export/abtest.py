@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from vae_export.options import AgainstOptions
+
 CONFIDENCE = 0.95
-DEFAULT_MAX_REGRESSION = 1.10
+DEFAULT_MAX_REGRESSION = AgainstOptions.max_regression
 MIN_ROUNDS = 6  # the fewest paired rounds whose order statistics can bound a median at 95 %
 REGRESSED, IMPROVED, OK, INCONCLUSIVE = "regressed", "improved", "ok", "inconclusive"
 PAIRED_METHOD = "median of per-round NEW/OLD ratios; 95 % order-statistic (sign-test) interval, scipy.stats.quantile_test"

@@ -21,16 +21,16 @@ import numpy as np
 
 from vae_export import abtest
 from vae_export.bench import _calls_to_fill, _round, environment, ort_call, stats
-from vae_export.errors import CheckFailed
+from vae_export.contract import GRAPHS
+from vae_export.errors import CheckFailed, UsageError
 from vae_export.inputs import bench_input
 from vae_export.manifest import ArtifactEntry, Manifest
-from vae_export.contract import GRAPHS
-from vae_export.errors import UsageError
+from vae_export.options import AgainstOptions
 from vae_export.ortsession import make_session, providers_for
 from vae_export.progress import SILENT, Progress
 
-DEFAULT_ROUNDS = 30
-DEFAULT_MIN_TIME_S = 1.0  # per side of each row: ~2 s a row, well under a minute for the reference model
+DEFAULT_ROUNDS = AgainstOptions.rounds
+DEFAULT_MIN_TIME_S = AgainstOptions.min_time_s
 
 
 def time_paired_rounds(calls: list[Callable[[], Any]], warmup: int, iterations: int, rounds: int,
@@ -72,7 +72,7 @@ def against(
     iterations: int = 200,
     rounds: int = DEFAULT_ROUNDS,
     min_time_s: float = DEFAULT_MIN_TIME_S,
-    max_regression: float = abtest.DEFAULT_MAX_REGRESSION,
+    max_regression: float = AgainstOptions.max_regression,
     graphs: tuple[str, ...] = ("encoder", "decoder"),
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,

@@ -102,12 +102,12 @@ class RunOptions:
 class AgainstOptions:
     """`bench --against OLD`: the A/B latency gate (docs/ci.md)."""
 
-    device: str = "cpu"
-    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
-    threads: int = 1
-    warmup: int = 20
-    iterations: int = 200
+    device: str = BenchOptions.device
+    batch_sizes: tuple[int, ...] = BenchOptions.batch_sizes
+    threads: int = BenchOptions.threads
+    warmup: int = BenchOptions.warmup
+    iterations: int = BenchOptions.iterations
     rounds: int = 30  # paired rounds per row (at least 6 for a 95 % interval)
-    min_time_s: float = 1.0  # per side of each row
+    min_time_s: float = 1.0  # per side of each row: ~2 s a row, well under a minute for the reference model
     max_regression: float = 1.10
     json_path: Path | None = None

@@ -147,14 +147,15 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     providers_for(o.device)  # a missing CUDA provider is a usage error before any loading
     if o.baseline is not None:
         BenchReport.read(o.baseline)  # a malformed baseline fails before anything runs or is written
-    Manifest.read(artifacts).check_integrity(artifacts)
+    manifest = Manifest.read(artifacts)
+    manifest.check_integrity(artifacts)
     loaded = load_for_manifest(artifacts, source) if o.with_torch else None
     if o.device == "cuda" and loaded is not None:
         import torch
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
-    sizes = _check_sizes(Manifest.read(artifacts).model.geometry, o.sizes)
+    sizes = _check_sizes(manifest.model.geometry, o.sizes)
     report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
                          progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers, rounds=o.rounds)
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
