@@ -22,7 +22,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ import torch
 
 from vae_export import __version__
 from vae_export.checkpoint import LoadedModel
-from vae_export.contract import FP32, GRAPHS, GraphSpec
-from vae_export.inputs import bench_input
+from vae_export.contract import FP32, GraphSpec
+from vae_export.inputs import bench_input, with_labels
 from vae_export.manifest import Manifest
 from vae_export.options import BenchOptions
 from vae_export.errors import UsageError
@@ -143,12 +143,16 @@ def stats(times_ms: np.ndarray, batch: int) -> dict[str, float]:
     }
 
 
-def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, device: str) -> Callable[[], Any]:
-    """A bound call: input and output buffers fixed once, so each call only runs the graph."""
+def ort_call(session: ort.InferenceSession, spec: GraphSpec, inputs: np.ndarray | Mapping[str, np.ndarray],
+             device: str) -> Callable[[], Any]:
+    """A bound call: input and output buffers fixed once, so each call only runs the graph.
+    `inputs`: the feeds by name, or the array of the graph's one input."""
+    feeds = dict(inputs) if isinstance(inputs, Mapping) else {spec.input_name: inputs}
     binding = session.io_binding()
     if device == "cuda":
-        x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
-        binding.bind_ortvalue_input(spec.input_name, x_dev)
+        on_device = {name: ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0) for name, value in feeds.items()}
+        for name, value in on_device.items():
+            binding.bind_ortvalue_input(name, value)
         for name in spec.output_names:
             binding.bind_output(name, "cuda", 0)
         session.run_with_iobinding(binding)  # lets ORT allocate device outputs once
@@ -157,9 +161,11 @@ def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, devi
         for name, value in zip(spec.output_names, outputs):
             binding.bind_ortvalue_output(name, value)
     else:
-        binding.bind_cpu_input(spec.input_name, x)
+        on_device = {}
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
         # The first run is time-limited: a graph that never stops is reported before the timed loop.
-        first = run_limited(session, spec.output_names, {spec.input_name: x}, Path(getattr(session, "_model_path", None) or spec.role))
+        first = run_limited(session, spec.output_names, feeds, Path(getattr(session, "_model_path", None) or spec.role))
         outputs = [np.empty_like(out) for out in first]
         for name, buffer in zip(spec.output_names, outputs):
             binding.bind_output(name, "cpu", 0, buffer.dtype, list(buffer.shape), buffer.ctypes.data)
@@ -171,27 +177,27 @@ def ort_call(session: ort.InferenceSession, spec: GraphSpec, x: np.ndarray, devi
         run(binding)
         return outputs
 
-    call.keepalive = (x, outputs)  # type: ignore[attr-defined]
+    call.keepalive = (feeds, on_device, outputs)  # type: ignore[attr-defined]
     return call
 
 
-def torch_call(module: torch.nn.Module, x: np.ndarray, device: str) -> Callable[[], Any]:
+def torch_call(module: torch.nn.Module, inputs: np.ndarray | tuple[np.ndarray, ...], device: str) -> Callable[[], Any]:
     """PyTorch eager as an app would call it: the model's own encode/decode, not our
-    export wrapper, under inference_mode."""
+    export wrapper, under inference_mode. `inputs`: the graph's inputs in order."""
     eager = getattr(module, "eager", None)
     run = eager() if callable(eager) else module
-    tensor = torch.from_numpy(x).to(device)
+    tensors = [torch.from_numpy(x).to(device) for x in (inputs if isinstance(inputs, tuple) else (inputs,))]
     if device == "cuda":
         def call() -> Any:
             with torch.inference_mode():
-                out = run(tensor)
+                out = run(*tensors)
             torch.cuda.synchronize()
             return out
         return call
 
     def call_cpu() -> Any:
         with torch.inference_mode():
-            return run(tensor)
+            return run(*tensors)
     return call_cpu
 
 
@@ -203,7 +209,7 @@ def bench(
     threads: int = 1,
     warmup: int = DEFAULT_WARMUP,
     iterations: int = DEFAULT_ITERATIONS,
-    graphs: tuple[str, ...] = ("encoder", "decoder"),
+    graphs: tuple[str, ...] | None = None,
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
     min_time_s: float = 0.0,
@@ -217,12 +223,13 @@ def bench(
     `ms_per_megapixel`. With `peers`, installed peer engines (OpenVINO, on CPU) run the fp32
     graph in the same rounds. Each row keeps its per-round medians (`round_p50_ms`) and the
     report a calibration figure, so that a later run can judge it as a baseline
-    (`abtest.unpaired`)."""
+    (`abtest.unpaired`). `graphs`: roles to time (default: every graph the model has)."""
     from vae_export.abtest import round_medians
     from vae_export.calibration import calibrate, matmul_gflops
 
     manifest = Manifest.read(artifacts)
     g = manifest.model.geometry
+    graphs = graphs or tuple(spec.role for spec in g.specs())
     provider = providers_for(device)[0]
     entries = manifest.entries(graphs, variants)
     if not entries:
@@ -234,27 +241,28 @@ def bench(
     torch.set_num_threads(threads)
     try:
         for role in graphs:
-            spec = GRAPHS[role]
+            spec = g.spec(role)
             # Every variant of a graph, the peers and PyTorch are timed together, shape by shape,
             # in alternating rounds: the ratios between them come from the same minutes.
-            shapes = expected_shapes(spec, manifest.model.geometry.latent_dims(), manifest.model.geometry.image_dims())
+            shapes = expected_shapes(spec, g.latent_dims(), g.image_dims(), g.num_classes)
             sessions = [(e, make_session(artifacts / e.file, device, threads, spec=spec, shapes=shapes))
                         for e in entries if e.graph == role]
             if not sessions:
                 continue
             module = None
             if loaded is not None:
-                module = (loaded.encoder if role == "encoder" else loaded.decoder).to(device)
+                module = loaded.module(role).to(device)
             fp32 = next((e for e, _ in sessions if e.variant == FP32), None)
             for size in sizes or g.default_sizes():
                 for batch in batch_sizes:
-                    x = bench_input(role, batch, g.latent_at(size), g.image_at(size))
-                    calls = [ort_call(session, spec, x, device) for _, session in sessions]
-                    peer_rows = [(name, make(artifacts / fp32.file, x, threads)) for name, make in peer_engines.items()
+                    feeds = with_labels(spec.input_names, bench_input(role, batch, g.latent_at(size), g.image_at(size)),
+                                        g.num_classes)
+                    calls = [ort_call(session, spec, feeds, device) for _, session in sessions]
+                    peer_rows = [(name, make(artifacts / fp32.file, feeds, threads)) for name, make in peer_engines.items()
                                  if fp32 is not None]
                     calls += [call for _, call in peer_rows]
                     if module is not None:
-                        calls.append(torch_call(module, x, device))
+                        calls.append(torch_call(module, tuple(feeds[n] for n in spec.input_names), device))
                     progress(f"bench {role} {size[0]}x{size[1]} batch {batch:>4}: "
                              f"{', '.join(e.variant for e, _ in sessions)}"
                              + "".join(f" + {name}" for name, _ in peer_rows) + (" + torch" if module is not None else ""))

@@ -59,19 +59,19 @@ SEED_TO_OURS = {
 
 
 class _EncodeGraph(nn.Module):
-    """x -> (mu, logvar) through a user module's `encode`, or the seed's attributes."""
+    """x (, y) -> (mu, logvar) through a user module's `encode`, or the seed's attributes."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
 
-    def eager(self) -> Callable[[torch.Tensor], Any]:
+    def eager(self) -> Callable[..., Any]:
         """What an app would call in PyTorch (the model's own encode), for fair timings."""
         return self.module.encode if hasattr(self.module, "encode") else self
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if hasattr(self.module, "encode"):
-            out = self.module.encode(x)
+            out = self.module.encode(x, *y)
         else:
             h = self.module.encoder(x)
             out = (self.module.fc_mu(h), self.module.fc_logvar(h))
@@ -79,7 +79,7 @@ class _EncodeGraph(nn.Module):
         return mu, logvar
 
 
-def _decode_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _decode_fn(module: nn.Module) -> Callable[..., torch.Tensor]:
     """The user's decode(z), or the seed's `decoder` attribute."""
     return module.decode if hasattr(module, "decode") else module.decoder
 
@@ -95,26 +95,57 @@ class _DecodeGraph(nn.Module):
         # Reshape at the end of the graph would still copy x_hat on every ONNX Runtime call.
         self.reshape = reshape
 
-    def eager(self) -> Callable[[torch.Tensor], Any]:
+    def eager(self) -> Callable[..., Any]:
         """What an app would call in PyTorch (the model's own decode), for fair timings."""
         return self.module.decode if hasattr(self.module, "decode") and not self.reshape else self
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x_hat = _decode_fn(self.module)(z)
+    def forward(self, z: torch.Tensor, *y: torch.Tensor) -> torch.Tensor:
+        x_hat = _decode_fn(self.module)(z, *y)
         return x_hat.reshape(-1, *self.image_shape) if self.reshape else x_hat
+
+
+class _ClassifyGraph(nn.Module):
+    """x -> logits [B, K] through the module's `classify` (semi-supervised models)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def eager(self) -> Callable[..., Any]:
+        return self.module.classify
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.classify(x)
+
+
+def trial_labels(num_classes: int, n: int = 2) -> tuple[torch.Tensor, ...]:
+    """The y a conditional model's trial runs take (one-hot rows of different classes); () for
+    an unconditional model."""
+    if not num_classes:
+        return ()
+    return (torch.nn.functional.one_hot(torch.arange(n) % num_classes, num_classes).to(torch.float32),)
 
 
 @dataclass
 class LoadedModel:
     """A model split into its graphs, with what the manifest needs to know about it."""
 
-    encoder: nn.Module  # x -> (mu, logvar)
-    decoder: nn.Module  # z -> x_hat [B, C, H, W]
+    encoder: nn.Module  # x (, y) -> (mu, logvar)
+    decoder: nn.Module  # z (, y) -> x_hat [B, C, H, W]
     geometry: Geometry
     checkpoint: Path
     checkpoint_sha256: str
     source: str  # "vae-export", "state-dict" or "module:attr"
     config: dict[str, Any]
+    classifier: nn.Module | None = None  # x -> logits [B, K], semi-supervised models
+    class_names: tuple[str, ...] = ()
+
+    def module(self, role: str) -> nn.Module:
+        """The PyTorch module of a graph role."""
+        module = {"encoder": self.encoder, "decoder": self.decoder, "classifier": self.classifier}[role]
+        if module is None:
+            raise VAEExportError(f"{self.checkpoint}: the model has no {role}")
+        return module
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -392,11 +423,18 @@ def load_model(
         shape = image_shape or (1, 28, 28)
         source = model_ref
         config = {"image_shape": list(shape), "model": model_ref}
+    classes, names, classify = _conditioning(module, checkpoint)
+    if classes:
+        config.update(num_classes=classes, classifier=classify, class_names=list(names))
+    y = trial_labels(classes)
     encoder = _EncodeGraph(module).eval()
-    latent = _trial_encode(encoder, shape, checkpoint)
-    reshape = _trial_decode(module, latent, shape, checkpoint)
-    stride = _trial_second_size(encoder, module, shape, latent, reshape, checkpoint) if dynamic_size else None
+    latent = _trial_encode(encoder, shape, checkpoint, y)
+    reshape = _trial_decode(module, latent, shape, checkpoint, y)
+    stride = _trial_second_size(encoder, module, shape, latent, reshape, checkpoint, y) if dynamic_size else None
     decoder = _DecodeGraph(module, shape, reshape=reshape).eval()
+    classifier = _ClassifyGraph(module).eval() if classify else None
+    if classifier is not None:
+        _trial_classify(classifier, shape, classes, checkpoint)
     if len(latent) == 1:
         config["latent_dim"] = latent[0]
     else:  # the MLP's sizes mean nothing here
@@ -406,24 +444,57 @@ def load_model(
     return LoadedModel(
         encoder=encoder,
         decoder=decoder,
-        geometry=Geometry(shape, latent, dynamic_size, stride),
+        geometry=Geometry(shape, latent, dynamic_size, stride, classes, classify),
         checkpoint=checkpoint,
         checkpoint_sha256=sha256_file(checkpoint),
         source=source,
         config=config,
+        classifier=classifier,
+        class_names=names,
     )
 
 
-def _encode_once(encoder: _EncodeGraph, x: torch.Tensor) -> Any:
+def _conditioning(module: nn.Module, path: Path) -> tuple[int, tuple[str, ...], bool]:
+    """(num_classes, class_names, has a classifier) of a model: our config, or a user class's
+    `num_classes` attribute (DESIGN.md section 4), optional `class_names` and `classify`."""
+    config = getattr(module, "config", None)
+    if isinstance(config, VAEConfig):
+        return config.num_classes, config.class_names, config.classifier
+    classes = getattr(module, "num_classes", 0)
+    if classes is None or classes == 0:
+        return 0, (), False
+    if type(classes) is not int or not 1 < classes <= 1000:
+        raise VAEExportError(f"--checkpoint {path}: the model's num_classes must be an integer 2..1000, "
+                             f"found {str(classes)[:40]!r}")
+    names = getattr(module, "class_names", ())
+    if not (isinstance(names, (list, tuple)) and len(names) in (0, classes) and all(isinstance(n, str) for n in names)):
+        raise VAEExportError(f"--checkpoint {path}: the model's class_names must be {classes} strings")
+    return classes, tuple(names), callable(getattr(module, "classify", None))
+
+
+def _trial_classify(classifier: _ClassifyGraph, shape: tuple[int, int, int], classes: int, path: Path) -> None:
+    try:
+        with torch.inference_mode():
+            logits = classifier(torch.zeros(2, *shape))
+    except Exception as exc:  # the user's model failed on a well-formed input
+        raise VAEExportError(f"--checkpoint {path}: classify failed on a zero batch of shape {[2, *shape]} "
+                             f"({first_line(exc)})") from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, classes):
+        found = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise VAEExportError(f"--checkpoint {path}: classify(x) must return logits [batch, {classes}], found {found}")
+
+
+def _encode_once(encoder: _EncodeGraph, x: torch.Tensor, y: tuple[torch.Tensor, ...]) -> Any:
     with torch.inference_mode():
         module = encoder.module
-        return module.encode(x) if hasattr(module, "encode") else encoder(x)
+        return module.encode(x, *y) if hasattr(module, "encode") else encoder(x)
 
 
-def _trial_encode(encoder: _EncodeGraph, shape: tuple[int, int, int], path: Path) -> tuple[int, ...]:
+def _trial_encode(encoder: _EncodeGraph, shape: tuple[int, int, int], path: Path,
+                  y: tuple[torch.Tensor, ...] = ()) -> tuple[int, ...]:
     """The latent shape, from one encode of a zero batch; also proves the graphs run."""
     try:
-        out = _encode_once(encoder, torch.zeros(2, *shape))
+        out = _encode_once(encoder, torch.zeros(2, *shape), y)
     except Exception as exc:  # the user's model failed on a well-formed input
         raise VAEExportError(
             f"--checkpoint {path}: encode failed on a zero batch of shape "
@@ -440,11 +511,12 @@ def _trial_encode(encoder: _EncodeGraph, shape: tuple[int, int, int], path: Path
     return tuple(int(d) for d in mu.shape[1:])
 
 
-def _trial_decode(module: nn.Module, latent: tuple[int, ...], shape: tuple[int, int, int], path: Path) -> bool:
+def _trial_decode(module: nn.Module, latent: tuple[int, ...], shape: tuple[int, int, int], path: Path,
+                  y: tuple[torch.Tensor, ...] = ()) -> bool:
     """Decode a zero batch; returns whether x_hat needs reshaping to [B, C, H, W]."""
     try:
         with torch.inference_mode():
-            x_hat = _decode_fn(module)(torch.zeros(2, *latent))
+            x_hat = _decode_fn(module)(torch.zeros(2, *latent), *y)
     except Exception as exc:  # the user's model failed on a well-formed input
         raise VAEExportError(f"--checkpoint {path}: decode failed on a zero batch of shape {[2, *latent]} "
                              f"({first_line(exc)})") from None
@@ -458,7 +530,7 @@ def _trial_decode(module: nn.Module, latent: tuple[int, ...], shape: tuple[int, 
 
 
 def _trial_second_size(encoder: _EncodeGraph, module: nn.Module, shape: tuple[int, int, int],
-                       latent: tuple[int, ...], reshape: bool, path: Path) -> int:
+                       latent: tuple[int, ...], reshape: bool, path: Path, y: tuple[torch.Tensor, ...] = ()) -> int:
     """--dynamic-size: encode and decode at twice the height and width. The model qualifies when
     both run, the latent is spatial and scales with the image, and decode returns the larger
     image; the stride is image size / latent size. Decided by running the model, not by
@@ -467,7 +539,7 @@ def _trial_second_size(encoder: _EncodeGraph, module: nn.Module, shape: tuple[in
     big = (c, 2 * h, 2 * w)
     refuse = f"--dynamic-size: the model does not run at a second size ({2 * h}x{2 * w} after {h}x{w}): "
     try:
-        mu, _ = _encode_once(encoder, torch.zeros(2, *big))
+        mu, _ = _encode_once(encoder, torch.zeros(2, *big), y)
     except Exception as exc:  # an MLP's first Linear, say, cannot take more pixels
         raise UsageError(refuse + f"encode failed ({first_line(exc)})") from None
     found = tuple(int(d) for d in mu.shape[1:])
@@ -478,7 +550,7 @@ def _trial_second_size(encoder: _EncodeGraph, module: nn.Module, shape: tuple[in
         raise UsageError(refuse + f"image {h}x{w} over latent {latent[1]}x{latent[2]} is not one integer stride")
     try:
         with torch.inference_mode():
-            x_hat = _decode_fn(module)(torch.zeros(2, *found))
+            x_hat = _decode_fn(module)(torch.zeros(2, *found), *y)
     except Exception as exc:
         raise UsageError(refuse + f"decode failed ({first_line(exc)})") from None
     if reshape or tuple(x_hat.shape[1:]) != big:

@@ -19,7 +19,7 @@ from vae_export.artifacts import CHECKPOINT_NAME
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.manifest import MAX_ELEMENTS
 from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, MAX_BATCH, MAX_ITERATIONS,
-                                MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions,
+                                MAX_LABELS, MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions,
                                 ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
@@ -168,6 +168,9 @@ dataset_options = _options(
 )
 
 
+conditional_option = click.option(
+    "--conditional", is_flag=True,
+    help="Conditional VAE: q(z|x,y) and p(x|z,y) on the dataset's labels; the graphs take y (one-hot rows).")
 arch_option = click.option("--arch", type=click.Choice(ARCHS), default=TrainOptions.arch, show_default=True,
                            help="mlp: the seed's MLP VAE; conv: fully convolutional, spatial latent [4, H/4, W/4].")
 sizes_option = click.option("--sizes", type=_Sizes(),
@@ -223,29 +226,42 @@ def main(debug: bool) -> None:
 @click.option("--latent-channels", type=click.IntRange(1, 1024), default=TrainOptions.latent_channels,
               show_default=True, help="conv: channels of the spatial latent.")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@conditional_option
+@click.option("--labels", "labels", type=click.IntRange(min=1, max=MAX_LABELS),
+              help="Semi-supervised (Kingma et al. 2014, M2): train with this many labelled images (balanced "
+                   "per class, chosen by --seed) and the rest unlabelled; adds classifier.onnx. Default epochs: "
+                   "25 for mnist/fashion-mnist.")
 @quiet_option
 def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, arch: str, epochs: int | None,
           batch_size: int, lr: float, latent_dim: int, hidden_dim: int, beta: float, channels: int,
-          latent_channels: int, seed: int, quiet: bool) -> None:
+          latent_channels: int, seed: int, conditional: bool, labels: int | None, quiet: bool) -> None:
     """Train the reference VAE; writes vae.safetensors and train_metrics.json.
 
     The reported test loss is the negative ELBO in nats per image (one sampled z, KL weight
-    1), the figure papers quote.
+    1), the figure papers quote; for conditional and semi-supervised models, with the true
+    labels. Semi-supervised training also reports the classifier's test error, and that of
+    the same classifier trained on the labelled images alone.
 
     \b
     Example:
         vae-export train --dataset mnist --data-dir ~/data/mnist
         vae-export train --arch conv
+        vae-export train --conditional
+        vae-export train --dataset mnist --data-dir ~/data/mnist --labels 100
     """
     from vae_export.pipeline import train_into
 
     options = TrainOptions(dataset=dataset, data_dir=data_dir, download=download, arch=arch, epochs=epochs,
                            batch_size=batch_size, lr=lr, latent_dim=latent_dim, hidden_dim=hidden_dim, beta=beta,
-                           channels=channels, latent_channels=latent_channels, seed=seed)
+                           channels=channels, latent_channels=latent_channels, seed=seed, conditional=conditional,
+                           labels=labels)
     metrics = train_into(artifacts, options, _progress(quiet))
     click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
                f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
                f"wrote {artifacts / CHECKPOINT_NAME}")
+    if "test_error" in metrics:
+        click.echo(f"test error {100 * metrics['test_error']:.2f} % with {metrics['labelled_images']} labels "
+                   f"(the classifier alone on them: {100 * metrics['baseline_test_error']:.2f} %)")
 
 
 # ---- export -----------------------------------------------------------------------------------
@@ -504,18 +520,30 @@ def _image_pixels(env: dict[str, Any], row: Any) -> int:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
 @click.option("--size", "size", type=_Sizes(), metavar="HxW",
               help="Image size, for a decoder exported with --dynamic-size (default: its export size).")
-def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None, size: Any) -> None:
-    """Decode z ~ N(0, I) into a PNG grid, with the torch-free runtime.
+@click.option("--temperature", type=_Finite(min=0, min_open=True, max=10), default=1.0, show_default=True,
+              help="Scale of the prior: z ~ N(0, T^2 I); below 1 gives typical images, 1 the prior itself.")
+@click.option("--label", type=click.IntRange(min=0), help="Conditional decoders: sample this class.")
+@click.option("--per-class", is_flag=True, help="Conditional decoders: one row of -n images per class.")
+def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | None, size: Any, temperature: float,
+           label: int | None, per_class: bool) -> None:
+    """Decode z ~ N(0, T^2 I) into a PNG grid, with the torch-free runtime.
+
+    A conditional decoder needs its class: --label K, or --per-class for a grid with one row
+    per class.
 
     \b
     Example:
         vae-export sample -n 16 --seed 1 --output grid.png
+        vae-export sample -n 10 --per-class --temperature 0.5
     """
     from vae_export.pipeline import sample_png
 
     if size is not None and len(size) != 1:
         raise click.BadParameter(f"expected one size HxW, found {len(size)}", param_hint="--size")
-    path = sample_png(artifacts, count, seed, variant, output, size[0] if size else None)
+    if per_class and label is not None:
+        raise click.BadParameter("pass --label or --per-class, not both", param_hint="--per-class")
+    path = sample_png(artifacts, count, seed, variant, output, size[0] if size else None, temperature=temperature,
+                      label=label, per_class=per_class)
     click.echo(f"wrote {path}")
 
 
@@ -589,9 +617,10 @@ def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None, size: An
               help="Also export, verify and time these variants (repeatable).")
 @arch_option
 @click.option("--dynamic-size", is_flag=True, help="Export with symbolic height and width (--arch conv).")
+@conditional_option
 @quiet_option
 def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, epochs: int | None, seed: int,
-        variants: tuple[str, ...], arch: str, dynamic_size: bool, quiet: bool) -> None:
+        variants: tuple[str, ...], arch: str, dynamic_size: bool, conditional: bool, quiet: bool) -> None:
     """Train on the default dataset, export, verify, benchmark and draw pictures.
 
     Writes into ARTIFACTS: the checkpoint, both graphs, manifest.json, verify.json,
@@ -604,7 +633,8 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     from vae_export.pipeline import run as run_pipeline
 
     options = RunOptions(train=TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs,
-                                            seed=seed, arch=arch), variants=variants, dynamic_size=dynamic_size)
+                                            seed=seed, arch=arch, conditional=conditional), variants=variants,
+                         dynamic_size=dynamic_size)
     result = run_pipeline(artifacts, options, _progress(quiet))
     _print_summary(result)
     result.raise_if_failed()

@@ -39,9 +39,30 @@ class GraphSpec:
         return self.input_names[0]
 
 
+Y_NAME = "y"  # the condition: float32 [batch, num_classes], one-hot rows or mixes summing to 1
 ENCODER = GraphSpec("encoder", ("x",), ("mu", "logvar"))
 DECODER = GraphSpec("decoder", ("z",), ("x_hat",))
-GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER)}
+CLASSIFIER = GraphSpec("classifier", ("x",), ("logits",))  # semi-supervised models only
+# Conditional models take y as a second input on both graphs.
+ENCODER_Y = GraphSpec("encoder", ("x", Y_NAME), ("mu", "logvar"))
+DECODER_Y = GraphSpec("decoder", ("z", Y_NAME), ("x_hat",))
+GRAPHS = {spec.role: spec for spec in (ENCODER, DECODER, CLASSIFIER)}
+ROLES = tuple(GRAPHS)
+
+
+def graph_spec(role: str, conditional: bool = False) -> GraphSpec:
+    """The spec of a role, with `y` for conditional models (the classifier never takes y)."""
+    if conditional and role != CLASSIFIER.role:
+        return ENCODER_Y if role == ENCODER.role else DECODER_Y
+    return GRAPHS[role]
+
+
+def value_shapes(latent: Sequence[int | None], image: Sequence[int | None],
+                 num_classes: int = 0) -> dict[str, tuple[int | None, ...]]:
+    """Every contract value's dimensions after `batch`, by name."""
+    latent, image = tuple(latent), tuple(image)
+    return {"x": image, "x_hat": image, "z": latent, "mu": latent, "logvar": latent,
+            **({Y_NAME: (num_classes,), "logits": (num_classes,)} if num_classes else {})}
 
 
 def graph_filename(role: str, variant: str = FP32) -> str:
@@ -65,10 +86,34 @@ class Geometry:
     latent_shape: tuple[int, ...]
     dynamic_size: bool = False
     stride: int | None = None
+    num_classes: int = 0  # > 0: conditional, the graphs take y [batch, num_classes]
+    classifier: bool = False  # semi-supervised: classifier.onnx (x -> logits) too
 
     @property
     def flat(self) -> bool:
         return len(self.latent_shape) == 1
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def specs(self) -> tuple[GraphSpec, ...]:
+        """The graphs this model exports, in order."""
+        roles = ROLES if self.classifier else ROLES[:2]
+        return tuple(self.spec(role) for role in roles)
+
+    def spec(self, role: str) -> GraphSpec:
+        return graph_spec(role, self.conditional)
+
+    def input_shapes(self, spec: GraphSpec, size: tuple[int, int] | None = None) -> dict[str, tuple[int, ...]]:
+        """Each input of `spec` at `size` (default: the export size), without the batch axis."""
+        size = size or self.size
+        shapes = value_shapes(self.latent_at(size), self.image_at(size), self.num_classes)
+        return {name: shapes[name] for name in spec.input_names}  # type: ignore[misc]
+
+    def dims(self) -> dict[str, tuple[int | None, ...]]:
+        """Every value's symbolic dims after batch (None: symbolic), as written into graphs."""
+        return value_shapes(self.latent_dims(), self.image_dims(), self.num_classes)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -119,7 +164,7 @@ class Geometry:
 def symbolic_names(role_value: str, rank: int) -> tuple[str, ...]:
     """Names of the symbolic dims of an image (`x`, `x_hat`) or latent (`z`, `mu`, `logvar`)
     value: batch first, then height/width for the last two axes."""
-    image = role_value in ("x", "x_hat")
+    image = role_value in ("x", "x_hat")  # y and logits are [batch, K]: only batch is symbolic
     h, w = (HEIGHT_DIM, WIDTH_DIM) if image else (LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM)
     names = [BATCH_DIM] + [""] * (rank - 1)
     if rank >= 3:

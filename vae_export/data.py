@@ -57,11 +57,27 @@ DEFAULT_MIRRORS = {
 _DOWNLOAD_TIMEOUT_S = 60
 
 
+# Class names per dataset, index = label (conditional models record them in their graphs).
+CLASS_NAMES = {
+    "digits": tuple(str(d) for d in range(10)),
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                      "Bag", "Ankle boot"),
+}
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
     train: torch.Tensor  # [N, 1, 28, 28] float32 in [0, 1]
     test: torch.Tensor
+    # int64 class labels, [N]; None for a dataset without labels
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES.get(self.name, ()) if self.train_labels is not None else ()
 
 
 def load_dataset(
@@ -92,14 +108,17 @@ def load_digits(test_fraction: float = 0.2) -> Dataset:
     """scikit-learn's 1,797 8x8 digits, upscaled and padded like MNIST (20x20 in 28x28)."""
     from sklearn.datasets import load_digits as sk_load_digits
 
-    raw = sk_load_digits().images.astype(np.float32) / 16.0  # [N, 8, 8], values 0..16
+    bunch = sk_load_digits()
+    raw = bunch.images.astype(np.float32) / 16.0  # [N, 8, 8], values 0..16
+    labels = torch.from_numpy(bunch.target.astype(np.int64))
     x = torch.from_numpy(raw).unsqueeze(1)
     x = torch.nn.functional.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
     x = torch.nn.functional.pad(x, (4, 4, 4, 4)).clamp_(0.0, 1.0).contiguous()
     # A fixed permutation: the same split on every machine, independent of --seed.
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     n_test = int(len(x) * test_fraction)
-    return Dataset("digits", train=x[order[n_test:]], test=x[order[:n_test]])
+    train, test = order[n_test:], order[:n_test]
+    return Dataset("digits", train=x[train], test=x[test], train_labels=labels[train], test_labels=labels[test])
 
 
 def find_idx_file(data_dir: Path, stem: str) -> Path | None:
@@ -118,25 +137,36 @@ def _images_to_tensor(images: np.ndarray, source: Path) -> torch.Tensor:
 
 
 def load_idx_dir(name: str, data_dir: Path) -> Dataset:
+    """The four IDX files of a split pair; the two label files may both be absent (images
+    only: enough for an unconditional model), but not one of them."""
     if not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir}: not a directory")
-    paths = {}
+    paths = {key: find_idx_file(data_dir, stem) for key, stem in IDX_FILES.items()}
+    labelled = paths["train_labels"] is not None or paths["test_labels"] is not None
     for key, stem in IDX_FILES.items():
-        path = find_idx_file(data_dir, stem)
-        if path is None:
+        if paths[key] is None and (labelled or not key.endswith("_labels")):
             raise UsageError(f"--data-dir {data_dir}: missing {stem} (or {stem}.gz)")
-        paths[key] = path
-    splits = {}
+    splits: dict[str, torch.Tensor] = {}
+    label_splits: dict[str, torch.Tensor | None] = {"train": None, "test": None}
     for split in ("train", "test"):
-        images = read_idx(paths[f"{split}_images"])
-        labels = read_idx(paths[f"{split}_labels"])
-        if labels.ndim != 1 or len(labels) != len(images):
-            raise VAEExportError(
-                f"{paths[f'{split}_labels']}: expected {len(images)} labels to match "
-                f"{paths[f'{split}_images'].name}, found shape {labels.shape}"
-            )
-        splits[split] = _images_to_tensor(images, paths[f"{split}_images"])
-    return Dataset(name, train=splits["train"], test=splits["test"])
+        image_path = paths[f"{split}_images"]
+        assert image_path is not None
+        images = read_idx(image_path)
+        splits[split] = _images_to_tensor(images, image_path)
+        label_path = paths[f"{split}_labels"]
+        if label_path is not None:
+            label_splits[split] = _labels_to_tensor(read_idx(label_path), len(images), image_path, label_path,
+                                                    len(CLASS_NAMES[name]))
+    return Dataset(name, train=splits["train"], test=splits["test"], train_labels=label_splits["train"],
+                   test_labels=label_splits["test"])
+
+
+def _labels_to_tensor(labels: np.ndarray, count: int, images: Path, path: Path, classes: int) -> torch.Tensor:
+    if labels.ndim != 1 or len(labels) != count:
+        raise VAEExportError(f"{path}: expected {count} labels to match {images.name}, found shape {labels.shape}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise VAEExportError(f"{path}: expected labels 0..{classes - 1}, found {int(labels.min())}..{int(labels.max())}")
+    return torch.from_numpy(labels.astype(np.int64))
 
 
 def _verify(name: str, key: str, gz_bytes: bytes, url: str) -> None:

@@ -1,13 +1,16 @@
-"""Split + ONNX export of both graphs, with checks, metadata and the manifest.
+"""Split + ONNX export of every graph (encoder, decoder, and a semi-supervised model's
+classifier), with checks, metadata and the manifest.
 
 Each graph is exported from its own module (no surgery), with one symbolic dimension,
-`batch`, on every input and output, and no random node: sampling z happens outside.
+`batch`, on every input and output (the same one on `y` as on `x`/`z`), and no random node:
+sampling z happens outside.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -25,7 +28,7 @@ import torch
 from vae_export import __version__
 from vae_export.artifacts import sha256_file
 from vae_export.checkpoint import LoadedModel
-from vae_export.contract import (BATCH_DIM, DECODER, ENCODER, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, META_PREFIX,
+from vae_export.contract import (BATCH_DIM, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, META_PREFIX, ROLES, Y_NAME,
                                  Geometry, GraphSpec, Shape, graph_filename, shape_json, symbolic_names)
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
@@ -72,47 +75,52 @@ def quiet_exporter() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _dynamic_dims(spec: GraphSpec, geometry: Geometry) -> dict[int, Any]:
-    """torch.export dims of the primary input: batch, and for --dynamic-size the spatial axes
-    (the encoder's image as stride x the latent's, so torch.export knows they divide)."""
-    dims: dict[int, Any] = {0: torch.export.Dim(BATCH_DIM, min=1)}
+def _dynamic_dims(spec: GraphSpec, geometry: Geometry) -> tuple[Any, ...]:
+    """torch.export dims of every input, positionally: one shared batch, and for --dynamic-size
+    the spatial axes of the primary input (an image as stride x the latent's, so torch.export
+    knows they divide). `y` [batch, K] has only the batch; it is the graph wrappers' `*y`
+    argument, hence a tuple of one."""
+    batch = torch.export.Dim(BATCH_DIM, min=1)
+    dims: dict[int, Any] = {0: batch}
     if geometry.dynamic_size:
         h = torch.export.Dim(LATENT_HEIGHT_DIM, min=1, max=4096)
         w = torch.export.Dim(LATENT_WIDTH_DIM, min=1, max=4096)
         stride = geometry.stride or 1
-        dims[2], dims[3] = (stride * h, stride * w) if spec is ENCODER else (h, w)
-    return dims
+        dims[2], dims[3] = (stride * h, stride * w) if spec.input_name == "x" else (h, w)
+    return (dims, ({0: batch},)) if Y_NAME in spec.input_names else (dims,)
 
 
 def _export_one(
-    module: torch.nn.Module, spec: GraphSpec, example: torch.Tensor, opset_version: int, exporter: str,
+    module: torch.nn.Module, spec: GraphSpec, examples: tuple[torch.Tensor, ...], opset_version: int, exporter: str,
     geometry: Geometry,
 ) -> onnx.ModelProto:
     with quiet_exporter(), torch.no_grad():
         if exporter == "dynamo":
             program = torch.onnx.export(
                 module,
-                (example,),
+                examples,
                 dynamo=True,
-                input_names=[spec.input_name],
+                input_names=list(spec.input_names),
                 output_names=list(spec.output_names),
-                dynamic_shapes={spec.input_name: _dynamic_dims(spec, geometry)},
+                dynamic_shapes=_dynamic_dims(spec, geometry),
                 opset_version=opset_version,
                 optimize=True,
                 verbose=False,
             )
             return program.model_proto
         buffer = io.BytesIO()
-        names = (spec.input_name, *spec.output_names)
+        dims = geometry.dims()
+        names = (*spec.input_names, *spec.output_names)
         axes = {name: {0: BATCH_DIM} for name in names}
         if geometry.dynamic_size:
-            axes = {name: dict(enumerate(symbolic_names(name, 4))) for name in names}
+            axes = {name: dict(enumerate(symbolic_names(name, 1 + len(dims[name])))) for name in names}
+            axes = {name: {i: n for i, n in a.items() if n} for name, a in axes.items()}
         torch.onnx.export(
             module,
-            (example,),
+            examples,
             buffer,
             dynamo=False,
-            input_names=[spec.input_name],
+            input_names=list(spec.input_names),
             output_names=list(spec.output_names),
             dynamic_axes=axes,
             opset_version=opset_version,
@@ -125,11 +133,11 @@ def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, Shape
     `latent_height`/`latent_width` for --dynamic-size) and fix every other dimension to the size
     PyTorch produced (the TorchScript exporter leaves some symbolic); refuse a fixed dimension
     that should be symbolic, or a fixed size that disagrees with PyTorch."""
-    values = [v for v in model.graph.input if v.name == spec.input_name] + list(model.graph.output)
+    values = [v for v in model.graph.input if v.name in spec.input_names] + list(model.graph.output)
     names = [v.name for v in values]
-    if names != [spec.input_name, *spec.output_names]:
+    if names != [*spec.input_names, *spec.output_names]:
         raise VAEExportError(f"{spec.role}: exported graph has inputs/outputs {names}, expected "
-                             f"{[spec.input_name, *spec.output_names]}")
+                             f"{[*spec.input_names, *spec.output_names]}")
     for value in values:
         dims = value.type.tensor_type.shape.dim
         expected = (None, *shapes[value.name])
@@ -187,19 +195,22 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, 
         "latent_shape": shape_json(g.latent_dims()),
         "likelihood": "bernoulli",
         **({"stride": str(g.stride)} if g.dynamic_size else {}),
+        **({"num_classes": str(g.num_classes), "class_names": json.dumps(list(loaded.class_names))}
+           if g.conditional else {}),
     }
     del model.metadata_props[:]
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = META_PREFIX + key, value
     model.producer_name, model.producer_version = "vae-export", __version__
-    model.doc_string = f"vae-export {spec.role}: {spec.input_name} -> {', '.join(spec.output_names)}"
+    model.doc_string = f"vae-export {spec.role}: {', '.join(spec.input_names)} -> {', '.join(spec.output_names)}"
 
 
 def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geometry: Geometry) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's, and for --dynamic-size at a second image size (compared with PyTorch when the
     module is given)."""
+    from vae_export.inputs import with_labels
     from vae_export.ortsession import make_session, run_limited
 
     try:
@@ -213,14 +224,14 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
     if geometry.dynamic_size:
         cases.append((2, geometry.default_sizes()[-1]))
     for batch, size in cases:
-        shape = geometry.image_at(size) if spec is ENCODER else geometry.latent_at(size)
-        x = rng.random((batch, *shape), dtype=np.float32)
-        outputs = run_limited(session, None, {spec.input_name: x}, path)
+        shape = geometry.input_shapes(spec, size)[spec.input_name]
+        feeds = with_labels(spec.input_names, rng.random((batch, *shape), dtype=np.float32), geometry.num_classes)
+        outputs = run_limited(session, None, feeds, path)
         if any(o.shape[0] != batch for o in outputs):
             raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
         if module is not None:
             with torch.inference_mode():
-                expected = module(torch.from_numpy(x))
+                expected = module(*(torch.from_numpy(feeds[name]) for name in spec.input_names))
             expected = expected if isinstance(expected, tuple) else (expected,)
             for name, got, want in zip(spec.output_names, outputs, expected):
                 if got.shape != tuple(want.shape) or not np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-3):
@@ -250,19 +261,20 @@ def export_graph(
     loaded: LoadedModel, spec: GraphSpec, out_dir: Path, opset_version: int = DEFAULT_OPSET, exporter: str = "dynamo"
 ) -> Path:
     """Export one fp32 graph into out_dir and check it."""
+    from vae_export.inputs import with_labels
+
     g = loaded.geometry
-    module = loaded.encoder if spec is ENCODER else loaded.decoder
-    input_shape: tuple[int, ...] = g.image_shape if spec is ENCODER else g.latent_shape
-    example = torch.rand(EXAMPLE_BATCH, *input_shape, generator=torch.Generator().manual_seed(0))
+    module = loaded.module(spec.role)
+    primary = torch.rand(EXAMPLE_BATCH, *g.input_shapes(spec)[spec.input_name], generator=torch.Generator().manual_seed(0))
+    feeds = with_labels(spec.input_names, primary.numpy(), g.num_classes)
+    examples = tuple(torch.from_numpy(feeds[name]) for name in spec.input_names)
     try:
-        model = _export_one(module, spec, example, opset_version, exporter, g)
+        model = _export_one(module, spec, examples, opset_version, exporter, g)
     except VAEExportError:
         raise
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first_line(exc)})") from None
-    image, latent = g.image_dims(), g.latent_dims()
-    shapes: dict[str, Shape] = {"x": image, "x_hat": image, "z": latent, "mu": latent, "logvar": latent}
-    _pin_shapes(model, spec, shapes)
+    _pin_shapes(model, spec, g.dims())
     _no_random_nodes(model, spec)
     _drop_stack_traces(model)
     _set_metadata(model, spec, loaded, opset_version, exporter)
@@ -316,12 +328,12 @@ def export(
     try:
         entries: list[ArtifactEntry] = []
         staged: list[Path] = []
-        for spec in (ENCODER, DECODER):
+        for spec in loaded.geometry.specs():
             path = export_graph(loaded, spec, staging, opset_version, exporter)
             staged.append(path)
             entries.append(artifact_entry(path, spec.role, FP32))
         for variant in variants:
-            for spec in (ENCODER, DECODER):
+            for spec in loaded.geometry.specs():
                 for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
                     staged.append(path)
                     entries.append(artifact_entry(path, spec.role, name))
@@ -358,6 +370,6 @@ def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ..
         previous = Manifest.read(artifacts_dir)
     except VAEExportError:  # no manifest, or not a valid one: nothing is known to be stale
         return []
-    ours = {graph_filename(spec.role, v) for spec in (ENCODER, DECODER) for v in variants} - written
+    ours = {graph_filename(role, v) for role in ROLES for v in variants} - written
     listed = {e.file for e in previous.artifacts}
     return [artifacts_dir / name for name in sorted(ours & listed)]

@@ -3,6 +3,9 @@
 One place, so that the edge cases int8-static calibrates its ranges on are exactly the ones
 verify checks (a docstring cannot drift from the code when both call the same function).
 Shapes are without the batch axis: `latent_shape` is `(latent,)` or `(c, h, w)`. numpy only.
+
+Conditional graphs also take `y` (`label_rows`): a fixed mix of one-hot rows over every class
+and half-and-half mixes of two classes, so each check covers both kinds of row.
 """
 
 from __future__ import annotations
@@ -14,15 +17,39 @@ EDGE_SIGMA = 4.0
 CALIBRATION_SAMPLES = 256
 
 
+LABEL_ROWS = "row i: one-hot of class i mod K; every third row an even mix of that class and the next"
+
+
+def label_rows(batch: int, num_classes: int) -> np.ndarray:
+    """y for `batch` rows: row i is the one-hot of class i mod K, except every third row, an
+    even mix of that class and the next (rows that interpolation between classes feeds)."""
+    rows = np.zeros((batch, num_classes), np.float32)
+    index = np.arange(batch)
+    rows[index, index % num_classes] = 1.0
+    mixed = index[index % 3 == 2]
+    rows[mixed] = 0.0
+    rows[mixed, mixed % num_classes] += 0.5
+    rows[mixed, (mixed + 1) % num_classes] += 0.5
+    return rows
+
+
+def with_labels(input_names: tuple[str, ...], primary: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """The feeds of a graph: its primary input (`x` or `z`), and `y` when the graph takes it."""
+    feeds = {input_names[0]: primary}
+    if len(input_names) > 1:
+        feeds[input_names[1]] = label_rows(len(primary), num_classes)
+    return feeds
+
+
 def prior_z(n: int, latent_shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """z ~ N(0, I), float32."""
     return rng.standard_normal((n, *latent_shape)).astype(np.float32)
 
 
 def edge_inputs(role: str, latent_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> np.ndarray:
-    """Encoder: an all-zero and an all-one image. Decoder: z at +4 and -4 sigma everywhere,
-    and a mixed-sign z at 4 sigma (signs drawn once from SEED)."""
-    if role == "encoder":
+    """Encoder and classifier: an all-zero and an all-one image. Decoder: z at +4 and -4 sigma
+    everywhere, and a mixed-sign z at 4 sigma (signs drawn once from SEED)."""
+    if role != "decoder":
         return np.stack([np.zeros(image_shape, np.float32), np.ones(image_shape, np.float32)])
     ones = np.ones(latent_shape)
     signs = np.where(np.random.default_rng(SEED).random(latent_shape) < 0.5, -1.0, 1.0)

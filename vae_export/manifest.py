@@ -181,6 +181,8 @@ class ModelInfo:
             data["latent_dim"] = g.latent_shape[0]
         else:
             data.update(latent_shape=list(g.latent_shape), dynamic_size=g.dynamic_size, stride=g.stride)
+        if g.conditional:
+            data.update(num_classes=g.num_classes, classifier=g.classifier)
         return data
 
     @classmethod
@@ -196,8 +198,10 @@ class ModelInfo:
                 f.fail(f.name("stride"), "a stride for a spatial latent of a dynamic-size model", stride)
         else:
             latent, dynamic, stride = (f.count("latent_dim", low=1),), False, None
+        classes = f.count("num_classes", low=2, high=1000, optional=True) or 0
+        classifier = bool(classes) and f.get("classifier", bool, "true or false")
         return cls(config=f.get("config", dict, "a JSON object"), source=f.text("source", limit=MAX_NAME),
-                   geometry=Geometry(image, latent, dynamic, stride))  # type: ignore[arg-type]
+                   geometry=Geometry(image, latent, dynamic, stride, classes, classifier))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@ Two architectures, chosen by `VAEConfig.arch`:
 - `conv`, fully convolutional with a spatial latent (`[latent_channels, H/4, W/4]`, so
   `[4, 7, 7]` for 28x28), which runs at any image size that is a multiple of its stride, 4.
 
-Encoder and decoder are separate modules so that splitting the model into graphs needs no
-surgery: export takes `model.encoder` and `model.decoder` as they are.
+Either can be conditional (`num_classes` > 0: q(z|x,y) and p(x|z,y), the one-hot label y fed
+to both), and a semi-supervised model (Kingma et al. 2014, M2) adds a classifier q(y|x).
+
+Encoder, decoder and classifier are separate modules so that splitting the model into graphs
+needs no surgery: export takes `model.encoder`, `model.decoder` and `model.classifier` as they are.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ class VAEConfig:
     arch: str = "mlp"
     channels: int = 16
     latent_channels: int = 4
+    num_classes: int = 0  # > 0: conditional on a one-hot label y
+    classifier: bool = False  # semi-supervised (M2): a classifier q(y|x) too
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -66,7 +76,16 @@ class VAEConfig:
             raise ValueError(f"sizes must be positive, got {sizes}")
         if arch == "conv" and (shape[1] % CONV_STRIDE or shape[2] % CONV_STRIDE):
             raise ValueError(f"conv image height and width must be multiples of {CONV_STRIDE}, got {shape}")
-        return cls(image_shape=shape, arch=arch, **sizes)  # type: ignore[arg-type]
+        classes = int(data.get("num_classes", 0))
+        classifier = data.get("classifier", False)
+        names = data.get("class_names", [])
+        if not 0 <= classes <= 1000 or not isinstance(classifier, bool) or (classifier and not classes):
+            raise ValueError(f"num_classes must be 0..1000 (and > 0 for a classifier), got {classes}")
+        if not (isinstance(names, list) and all(isinstance(n, str) and len(n) <= 64 for n in names)
+                and len(names) in (0, classes)):
+            raise ValueError(f"class_names must be {classes} short strings, got {str(names)[:80]}")
+        return cls(image_shape=shape, arch=arch, num_classes=classes, classifier=classifier,  # type: ignore[arg-type]
+                   class_names=tuple(names), **sizes)
 
 
 class Encoder(nn.Module):
@@ -148,27 +167,136 @@ class ConvDecoder(nn.Module):
         return self.out(self.hidden(z))
 
 
+class _Conditioned(nn.Module):
+    """A first layer fed [input; y], the one-hot label concatenated to the input. For the MLP
+    that is one Linear over the concatenation, written as `stem(input) + label(y)` (the same
+    function: [x; y] W = x Wx + y Wy), so M2's training computes the input's part once for all
+    classes. For the conv architecture the label enters as a per-channel bias of the first
+    convolution: what K constant label planes concatenated to the input give away from the
+    borders, at any image size."""
+
+    stem: nn.Module
+    label: nn.Linear
+
+    def condition(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        bias = self.label(y)
+        return h + (bias[:, :, None, None] if h.ndim == 4 else bias)
+
+
+class CondEncoder(_Conditioned):
+    """q(z | x, y): x [B, C, H, W], y [B, K] -> (mu, logvar), shaped as the unconditional encoder's."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        if config.arch == "conv":
+            c, k = config.channels, config.latent_channels
+            self.stem = nn.Conv2d(config.image_shape[0], c, 4, stride=2, padding=1)
+            self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(2 * c, 2 * c, 3, padding=2, dilation=2), nn.ReLU())
+            self.fc_mu, self.fc_logvar = nn.Conv2d(2 * c, k, 3, padding=1), nn.Conv2d(2 * c, k, 3, padding=1)
+            width = c
+        else:
+            self.stem = nn.Sequential(nn.Flatten(), nn.Linear(config.input_dim, config.hidden_dim))
+            self.body = nn.ReLU()
+            self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
+            self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+            width = config.hidden_dim
+        self.label = nn.Linear(config.num_classes, width, bias=False)
+
+    def head(self, features: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) from `stem(x)` and y; M2 calls it once per class on the same features."""
+        h = self.body(self.condition(features, y))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.stem(x), y)
+
+
+class CondDecoder(_Conditioned):
+    """p(x | z, y): z [B, *latent], y [B, K] -> x_hat [B, C, H, W], Bernoulli probabilities."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        self.image_shape = config.image_shape
+        self.conv = config.arch == "conv"
+        if self.conv:
+            c, k = config.channels, config.latent_channels
+            self.stem = nn.Conv2d(k, 2 * c, 3, padding=1)
+            self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(2 * c, 2 * c, 3, padding=2, dilation=2), nn.ReLU(),
+                                      nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), nn.ReLU())
+            self.out = nn.ConvTranspose2d(c, config.image_shape[0], 4, stride=2, padding=1)
+            width = 2 * c
+        else:
+            self.stem = nn.Linear(config.latent_dim, config.hidden_dim)
+            self.body = nn.ReLU()
+            self.out = nn.Linear(config.hidden_dim, config.input_dim)
+            width = config.hidden_dim
+        self.label = nn.Linear(config.num_classes, width, bias=False)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(z, y))
+
+    def logits(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self.out(self.body(self.condition(self.stem(z), y)))
+        return out if self.conv else out.reshape(-1, *self.image_shape)
+
+
+class Classifier(nn.Module):
+    """q(y | x): x [B, C, H, W] -> logits [B, K]. Batch-normalised (M2 trains it on a few labelled
+    images per batch beside many unlabelled ones); the conv version pools globally, so it runs at
+    any size the conv VAE does."""
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__()
+        k = config.num_classes
+        if config.arch == "conv":
+            c = config.channels
+            self.net = nn.Sequential(
+                nn.Conv2d(config.image_shape[0], c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+                nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), nn.BatchNorm2d(4 * c), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * c, k))
+        else:
+            h = config.hidden_dim
+            self.net = nn.Sequential(
+                nn.Flatten(), nn.Linear(config.input_dim, h), nn.BatchNorm1d(h), nn.ReLU(),
+                nn.Linear(h, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig = VAEConfig()) -> None:
         super().__init__()
         self.config = config
         conv = config.arch == "conv"
-        self.encoder = ConvEncoder(config) if conv else Encoder(config)
-        self.decoder = ConvDecoder(config) if conv else Decoder(config)
+        if config.conditional:
+            self.encoder: nn.Module = CondEncoder(config)
+            self.decoder: nn.Module = CondDecoder(config)
+        else:
+            self.encoder = ConvEncoder(config) if conv else Encoder(config)
+            self.decoder = ConvDecoder(config) if conv else Decoder(config)
+        if config.classifier:
+            self.classifier = Classifier(config)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x)
+    def encode(self, x: torch.Tensor, *y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar); conditional models take the label rows y as well."""
+        return self.encoder(x, *y)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, *y: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z, *y)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
 
     def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self, x: torch.Tensor, *y: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (x_logits, mu, logvar) with one sampled z per image."""
-        mu, logvar = self.encoder(x)
+        mu, logvar = self.encoder(x, *y)
         z = reparameterize(mu, logvar, generator)
-        return self.decoder.logits(z), mu, logvar
+        return self.decoder.logits(z, *y), mu, logvar
 
 
 def reparameterize(

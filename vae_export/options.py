@@ -25,6 +25,7 @@ MAX_ITERATIONS = 1_000_000  # bench calls per row
 MAX_MIN_TIME_S = 600.0  # bench time budget per row
 MAX_THREADS = 256
 MAX_WIDTH = 65536  # --hidden-dim, --latent-dim
+MAX_LABELS = 1 << 24  # --labels (the dataset bounds it further)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +52,8 @@ class TrainOptions:
     seed: int = 0
     channels: int = 16  # conv: the first stage's width (the second has twice as many)
     latent_channels: int = 4  # conv: channels of the spatial latent [c, H/4, W/4]
+    conditional: bool = False  # q(z|x,y) and p(x|z,y) on the dataset's labels
+    labels: int | None = None  # semi-supervised (M2): this many labelled images, the rest unlabelled
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from vae_export.contract import META_PREFIX, GraphSpec
+from vae_export.contract import META_PREFIX, GraphSpec, value_shapes
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.manifest import MAX_ELEMENTS
 from vae_export.options import DEVICES
@@ -100,22 +100,21 @@ def make_session(
 def check_names(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != [spec.input_name] or outputs != list(spec.output_names):
+    if inputs != list(spec.input_names) or outputs != list(spec.output_names):
         raise VAEExportError(
-            f"{path}: expected a {spec.role} graph {spec.input_name} -> {', '.join(spec.output_names)}, "
+            f"{path}: expected a {spec.role} graph {', '.join(spec.input_names)} -> {', '.join(spec.output_names)}, "
             f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
         )
 
 
 # ---- the signature check -------------------------------------------------------------------
 
-def expected_shapes(spec: GraphSpec, latent_shape: Sequence[int | None],
-                    image_shape: Sequence[int | None]) -> dict[str, tuple[int | None, ...]]:
+def expected_shapes(spec: GraphSpec, latent_shape: Sequence[int | None], image_shape: Sequence[int | None],
+                    num_classes: int = 0) -> dict[str, tuple[int | None, ...]]:
     """Each input's and output's dimensions after `batch`, by name: the contract's shapes
     (None: a symbolic dimension, --dynamic-size)."""
-    latent, image = tuple(latent_shape), tuple(image_shape)
-    inner, outer = (image, latent) if spec.role == "encoder" else (latent, image)
-    return {spec.input_name: inner, **{name: outer for name in spec.output_names}}
+    shapes = value_shapes(latent_shape, image_shape, num_classes)
+    return {name: shapes.get(name, ()) for name in (*spec.input_names, *spec.output_names)}
 
 
 def _meta_shape(meta: Mapping[str, str], key: str, path: Path) -> tuple[int | None, ...] | None:
@@ -145,7 +144,10 @@ def metadata_shapes(session: ort.InferenceSession, spec: GraphSpec, path: Path) 
         pixels = values.get("x") or values.get("x_hat")
         channels = pixels.shape[1] if pixels is not None and len(pixels.shape) == 4 else None
         image = (channels, None, None) if isinstance(channels, int) else None
-    return None if latent is None or image is None else expected_shapes(spec, latent, image)
+    classes = _meta_shape(meta, "num_classes", path)
+    if latent is None or image is None:
+        return None
+    return expected_shapes(spec, latent, image, classes[0] if classes else 0)
 
 
 def _shown(value: Any) -> str:

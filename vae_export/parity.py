@@ -8,6 +8,11 @@ Comparison semantics (the one place they are defined; `verify --help` repeats th
   that would have passed at the given rtol.
 - Decoder rows also report PSNR (dB) of x_hat against the fp32 PyTorch output (peak 1.0).
 - fp32 graphs (`fp32`, `optimized`, `ort`) pass on atol/rtol (defaults 1e-5 / 1e-4).
+- Classifier rows (semi-supervised models) compare `logits` and also report
+  ``argmax_agreement``, the fraction of images whose predicted class is PyTorch's. fp32 logits
+  pass on atol/rtol; reduced-precision logits pass when every image PyTorch classifies with a
+  margin of at least `ARGMAX_MARGIN` between its top two logits gets the same class (a
+  near-tie may flip; that is the precision, not a broken graph).
 - Reduced-precision variants (`fp16`, `int8`, `int8-static`) pass on decoder PSNR >= 30 dB
   (>= 20 dB on the +-4 sigma edge-case z, far outside the prior that static int8 calibrates
   its activation ranges on) and, for the encoder, on atol/rtol bounds on `mu` per variant
@@ -28,8 +33,7 @@ import torch
 from vae_export.manifest import Manifest
 from vae_export.options import VerifyOptions
 from vae_export.checkpoint import LoadedModel
-from vae_export.contract import GRAPHS
-from vae_export.inputs import EDGE_SIGMA, SEED, edge_inputs, fit_images, parity_inputs
+from vae_export.inputs import EDGE_SIGMA, LABEL_ROWS, SEED, edge_inputs, fit_images, parity_inputs, with_labels
 from vae_export.ortsession import expected_shapes, make_session, run_limited
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
@@ -39,6 +43,7 @@ FP32_ATOL, FP32_RTOL = VerifyOptions.atol, VerifyOptions.rtol
 PSNR_MIN_DB = 30.0
 EDGE_PSNR_MIN_DB = 20.0
 PSNR_CAP_DB = 200.0
+ARGMAX_MARGIN = 1.0
 # Bounds on encoder mu per reduced-precision variant, from the registry (variants.py).
 REDUCED_MU = {v.name: v.mu_tol for v in REGISTRY.values() if v.reduced}
 REDUCED_MU_EDGE = {v.name: v.mu_edge_tol for v in REGISTRY.values() if v.reduced}
@@ -51,6 +56,7 @@ class Tolerance:
     rtol: float
     gated: bool = True  # False: report only (NaN/Inf still fails)
     psnr_min: float | None = None  # decoder images of reduced variants pass on PSNR
+    argmax: bool = False  # classifier logits of reduced variants pass on confident argmax agreement
 
 
 def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
@@ -91,15 +97,18 @@ def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: floa
         return Tolerance(atol, rtol)
     if graph == "decoder":
         return Tolerance(atol, rtol, gated=False, psnr_min=EDGE_PSNR_MIN_DB if edge else PSNR_MIN_DB)
+    if graph == "classifier":
+        return Tolerance(atol, rtol, gated=False, argmax=True)
     if output == "mu":
         mu_atol, mu_rtol = (REDUCED_MU_EDGE if edge else REDUCED_MU)[variant]  # type: ignore[misc]
         return Tolerance(mu_atol, mu_rtol)
     return Tolerance(atol, rtol, gated=False)
 
 
-def _torch_outputs(module: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
+def torch_outputs(module: torch.nn.Module, input_names: tuple[str, ...], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The PyTorch module's outputs on the same feeds ONNX Runtime gets, as arrays."""
     with torch.inference_mode():
-        out = module(torch.from_numpy(x))
+        out = module(*(torch.from_numpy(feeds[name]) for name in input_names))
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
@@ -123,12 +132,14 @@ def verify(
     manifest = Manifest.read(artifacts)
     integrity = manifest.integrity(artifacts)
     checks: list[CheckRow] = []
+    recorded = manifest.model.geometry
     for entry in manifest.artifacts:
-        spec = GRAPHS[entry.graph]
+        spec = recorded.spec(entry.graph)
         progress(f"verify {entry.file}")
         session = make_session(artifacts / entry.file, device, spec=spec,
-                               shapes=expected_shapes(spec, manifest.model.geometry.latent_dims(), manifest.model.geometry.image_dims()))
-        module = loaded.encoder if spec.role == "encoder" else loaded.decoder
+                               shapes=expected_shapes(spec, recorded.latent_dims(), recorded.image_dims(),
+                                                      recorded.num_classes))
+        module = loaded.module(spec.role)
         for size in sizes:
             image_shape, latent_shape = g.image_at(size), g.latent_at(size)
             sized = None if images is None else fit_images(images, image_shape)
@@ -137,8 +148,9 @@ def verify(
             edge = edge_inputs(spec.role, latent_shape, image_shape)
             cases.append((len(edge), "edge", edge))
             for batch, kind, x in cases:
-                got = run_limited(session, spec.output_names, {spec.input_name: x}, artifacts / entry.file)
-                for output, a, e in zip(spec.output_names, got, _torch_outputs(module, x)):
+                feeds = with_labels(spec.input_names, x, g.num_classes)
+                got = run_limited(session, spec.output_names, feeds, artifacts / entry.file)
+                for output, a, e in zip(spec.output_names, got, torch_outputs(module, spec.input_names, feeds)):
                     checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
                                              atol, rtol, list(size) if g.dynamic_size else None))
     checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
@@ -151,11 +163,13 @@ def verify(
             "fp32": {"atol": atol, "rtol": rtol},
             "reduced": {"decoder_psnr_min_db": PSNR_MIN_DB, "decoder_edge_psnr_min_db": EDGE_PSNR_MIN_DB,
                         "encoder_mu": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU.items()},
-                        "encoder_mu_edge": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU_EDGE.items()}},
+                        "encoder_mu_edge": {k: {"atol": a, "rtol": r} for k, (a, r) in REDUCED_MU_EDGE.items()},
+                        "classifier_argmax_margin": ARGMAX_MARGIN},
             "rule": "fail when |onnx - torch| > atol + rtol * |torch|; NaN/Inf always fails",
         },
         inputs={"seed": SEED, "encoder": images_source, "decoder": "z ~ N(0, I)",
-                "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma"},
+                "edge": f"encoder: all zeros, all ones; decoder: z at +-{EDGE_SIGMA:g} sigma",
+                **({"y": LABEL_ROWS} if g.conditional else {})},
         batch_sizes=list(batch_sizes),
         device=device,
         sizes=[list(z) for z in sizes] if g.dynamic_size else None,
@@ -167,8 +181,16 @@ def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind
     tol = tolerance_for(variant, role, output, atol, rtol, edge=kind == "edge")
     stats = compare(actual, expected, tol.atol, tol.rtol)
     psnr = psnr_db(actual, expected) if role == "decoder" else None
+    agreement = confident = None
+    if role == "classifier" and stats["nonfinite"] == 0 and actual.shape == expected.shape:
+        agreement = float(np.mean(actual.argmax(1) == expected.argmax(1)))
+        top2 = np.sort(expected, axis=1)[:, -2:]
+        sure = (top2[:, 1] - top2[:, 0]) >= ARGMAX_MARGIN if expected.shape[1] > 1 else np.ones(len(expected), bool)
+        confident = bool(np.all(actual.argmax(1)[sure] == expected.argmax(1)[sure]))
     if tol.psnr_min is not None:
         passed = psnr is not None and psnr >= tol.psnr_min
+    elif tol.argmax:
+        passed = bool(confident)
     elif tol.gated:
         passed = stats["passed"]
     else:
@@ -176,10 +198,12 @@ def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind
     stats["passed"] = bool(passed and stats["nonfinite"] == 0)
     return CheckRow(graph=role, variant=variant, file=file, output=output, batch=batch, input=kind, **stats,
                     atol=tol.atol, rtol=tol.rtol, psnr_db=psnr, psnr_min_db=tol.psnr_min, gated_on=_gate_name(tol),
-                    size=size)
+                    size=size, argmax_agreement=agreement)
 
 
 def _gate_name(tol: Tolerance) -> str:
     if tol.psnr_min is not None:
         return "psnr"
+    if tol.argmax:
+        return "argmax"
     return "atol/rtol" if tol.gated else "finite"

@@ -14,31 +14,31 @@ from typing import Any
 
 import numpy as np
 
-PeerFactory = Callable[[Path, np.ndarray, int], Callable[[], Any]]
+PeerFactory = Callable[[Path, dict[str, np.ndarray], int], Callable[[], Any]]
 
 
-def openvino_call(path: Path, x: np.ndarray, threads: int) -> Callable[[], Any]:
+def openvino_call(path: Path, feeds: dict[str, np.ndarray], threads: int) -> Callable[[], Any]:
     """OpenVINO as its documentation recommends for latency: the model reshaped to the static
-    input shape (one compiled model per shape), the LATENCY hint with one stream and `threads`
+    input shapes (one compiled model per shape), the LATENCY hint with one stream and `threads`
     inference threads, f32 precision, one infer request reused, input and output memory shared
-    with numpy."""
+    with numpy. `feeds`: the graph's inputs by name."""
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
-    model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(list(x.shape))})
+    model.reshape({name: ov.PartialShape(list(x.shape)) for name, x in feeds.items()})
     # f32 inference precision: on CPUs with AVX-512 BF16 or AMX, OpenVINO's default runs
     # convolutions in bfloat16, which would make this "fp32" row a reduced-precision one.
     compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
                                                  "INFERENCE_NUM_THREADS": str(threads),
                                                  "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
-    request.infer({0: x})  # compiles kernels for this shape outside the timed calls
+    request.infer(feeds)  # compiles kernels for this shape outside the timed calls
 
     def call() -> Any:
-        return request.infer({0: x}, share_inputs=True, share_outputs=True)
+        return request.infer(feeds, share_inputs=True, share_outputs=True)
 
-    call.keepalive = (x, compiled)  # type: ignore[attr-defined]
+    call.keepalive = (feeds, compiled)  # type: ignore[attr-defined]
     return call
 
 

@@ -46,21 +46,34 @@ def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress
     from vae_export.checkpoint import save_checkpoint
     from vae_export.data import load_dataset
     from vae_export.model import VAEConfig
-    from vae_export.train import DEFAULT_EPOCHS, TrainConfig, train
+    from vae_export.train import DEFAULT_EPOCHS, DEFAULT_M2_EPOCHS, TrainConfig, train
 
     ensure_dir(artifacts)
     o = options
     data = load_dataset(o.dataset, o.data_dir, o.download)
-    config = TrainConfig(epochs=o.epochs or DEFAULT_EPOCHS[o.dataset], batch_size=o.batch_size, lr=o.lr,
-                         beta=o.beta, seed=o.seed)
+    semi = o.labels is not None
+    if (o.conditional or semi) and data.train_labels is None:
+        option = "--labels" if semi else "--conditional"
+        raise UsageError(f"{option}: dataset {o.dataset!r} in {o.data_dir} has no labels (the two *-labels-idx1-ubyte "
+                         "files); train without it, or add them")
+    if semi and not 0 < o.labels < len(data.train):  # type: ignore[operator]
+        raise UsageError(f"--labels {o.labels}: expected 1..{len(data.train) - 1} (fewer than the "
+                         f"{len(data.train)} training images of {o.dataset}, so some stay unlabelled)")
+    classes = data.class_names if o.conditional or semi else ()
+    default_epochs = (DEFAULT_M2_EPOCHS if semi else DEFAULT_EPOCHS)[o.dataset]
+    config = TrainConfig(epochs=o.epochs or default_epochs, batch_size=o.batch_size, lr=o.lr,
+                         beta=o.beta, seed=o.seed, labels=o.labels)
     model_config = VAEConfig(image_shape=(1, 28, 28), hidden_dim=o.hidden_dim, latent_dim=o.latent_dim, arch=o.arch,
-                             channels=o.channels, latent_channels=o.latent_channels)
-    progress(f"train {o.arch} on {o.dataset}: {len(data.train)} train / {len(data.test)} test images, "
+                             channels=o.channels, latent_channels=o.latent_channels, num_classes=len(classes),
+                             classifier=semi, class_names=classes)
+    kind = f"semi-supervised ({o.labels} labels) " if semi else "conditional " if o.conditional else ""
+    progress(f"train {kind}{o.arch} on {o.dataset}: {len(data.train)} train / {len(data.test)} test images, "
              f"{config.epochs} epochs")
 
     def on_epoch(row: dict[str, Any]) -> None:
+        error = f"  test error {100 * row['test_error']:5.2f} %" if "test_error" in row else ""
         progress(f"  epoch {row['epoch']:>3}/{config.epochs}  train {row['train_loss']:8.2f}  "
-                 f"test {row['test_loss']:8.2f} nats/image  ({row['seconds']:.1f} s)")
+                 f"test {row['test_loss']:8.2f} nats/image{error}  ({row['seconds']:.1f} s)")
 
     result = train(data, model_config, config, on_epoch)
     result.metrics["data_dir"] = str(o.data_dir.resolve()) if o.data_dir else None
@@ -190,10 +203,15 @@ def _check_sizes(geometry: Geometry, sizes: tuple[tuple[int, int], ...] | None) 
     return sizes
 
 
+PICTURE_TEMPERATURE = 0.7  # class pictures: typical samples of each class, not the prior's tails
+
+
 def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "fp32", output: Path | None = None,
-               size: tuple[int, int] | None = None) -> Path:
-    """A PNG grid of decoder samples from the prior, drawn with the torch-free runtime; `size`
-    for a decoder with a symbolic size (default: the size it was exported at)."""
+               size: tuple[int, int] | None = None, *, temperature: float = 1.0, label: int | None = None,
+               per_class: bool = False) -> Path:
+    """A PNG grid of decoder samples from z ~ N(0, temperature^2 I), drawn with the torch-free
+    runtime; `size` for a decoder with a symbolic size (default: the size it was exported at).
+    A conditional decoder draws class `label`, or with `per_class` one row of `count` per class."""
     from vae_export.images import grid, save_png
     from vae_export.runtime import VAEDecoder
 
@@ -203,13 +221,26 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
     output = output or artifacts / "samples.png"
     ensure_dir(output.parent, "--output")
     decoder = VAEDecoder(decoder_path)
+    k = decoder.num_classes
+    if not k and (label is not None or per_class):
+        raise UsageError(f"{'--label' if label is not None else '--per-class'}: {decoder_path.name} is not conditional "
+                         "(it takes no class)")
+    if k and label is None and not per_class:
+        raise UsageError(f"--label: {decoder_path.name} is conditional on {k} classes; pass --label K (0..{k - 1}) "
+                         "or --per-class")
+    if label is not None and label >= k:
+        raise UsageError(f"--label {label}: expected a class 0..{k - 1} of {decoder_path.name}")
     if size is None and None in decoder.latent_shape:
         size = Manifest.read(artifacts).model.geometry.size
     try:
-        images = decoder.sample(count, seed, size)
+        if per_class:
+            images = np.concatenate([decoder.sample(count, seed, size, label=c, temperature=temperature)
+                                     for c in range(k)])
+        else:
+            images = decoder.sample(count, seed, size, label=label, temperature=temperature)
     except ValueError as exc:  # RuntimeInputError: a size that does not fit the decoder
         raise UsageError(f"--size: {exc}") from None
-    save_png(grid(images), output)
+    save_png(grid(images, columns=count if per_class else None), output)
     return output
 
 
@@ -217,22 +248,45 @@ def draw_pictures(
     artifacts: Path, bench_report: BenchReport, dataset: str = "digits", data_dir: Path | None = None, seed: int = 0
 ) -> list[Path]:
     """samples.png, reconstructions.png (originals beside reconstructions), interpolation.png
-    and latency.png (from the bench report), all from the exported graphs."""
+    and latency.png (from the bench report), all from the exported graphs; for a conditional
+    model also classes.png (a row of samples per class) and class_interpolation.png (one z
+    moved from each class to the next)."""
     from vae_export.data import load_dataset
-    from vae_export.images import grid, latency_plot, save_png
+    from vae_export.images import grid, save_png
     from vae_export.runtime import VAE
 
     vae = VAE(artifacts / "encoder.onnx", artifacts / "decoder.onnx")
-    paths = [sample_png(artifacts, 64, seed, "fp32", artifacts / "samples.png")]
-    originals = load_dataset(dataset, data_dir).test[:16].numpy()
-    pairs = np.stack([originals, vae.reconstruct(originals)], axis=1).reshape(-1, *originals.shape[1:])
+    k = vae.num_classes
+    test = load_dataset(dataset, data_dir)
+    originals = test.test[:16].numpy()
+    labels = test.test_labels[:16].numpy() if k and test.test_labels is not None else None
+    paths = [sample_png(artifacts, 64, seed, "fp32", artifacts / "samples.png",
+                        label=None if not k else int(labels[0]) if labels is not None else 0)]
+    pairs = np.stack([originals, vae.reconstruct(originals, labels=labels)], axis=1).reshape(-1, *originals.shape[1:])
     save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
-    mu, _ = vae.encoder.encode(originals[:2])
-    save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10), columns=10), artifacts / "interpolation.png")
+    mu, _ = vae.encoder.encode(originals[:2], labels=None if labels is None else labels[:2])
+    ends = {} if labels is None else {"y0": int(labels[0]), "y1": int(labels[1])}
+    save_png(grid(vae.decoder.interpolate(mu[0], mu[1], steps=10, **ends), columns=10), artifacts / "interpolation.png")
+    paths += [artifacts / n for n in ("reconstructions.png", "interpolation.png")]
+    if k:
+        paths.append(sample_png(artifacts, 10, seed, "fp32", artifacts / "classes.png",
+                                temperature=PICTURE_TEMPERATURE, per_class=True))
+        size = Manifest.read(artifacts).model.geometry.size if None in vae.decoder.latent_shape else None
+        z = PICTURE_TEMPERATURE * np.random.default_rng(seed).standard_normal(vae.decoder.latent_shape_for(size))
+        strips = [vae.decoder.interpolate(z, z, steps=10, y0=c, y1=(c + 1) % k) for c in range(k)]
+        save_png(grid(np.concatenate(strips), columns=10), artifacts / "class_interpolation.png")
+        paths.append(artifacts / "class_interpolation.png")
+    paths.append(_latency_png(artifacts, bench_report))
+    return paths
+
+
+def _latency_png(artifacts: Path, bench_report: BenchReport) -> Path:
+    from vae_export.images import latency_plot, save_png
+
     # One size per plot: the size the graphs were exported at (--dynamic-size reports several).
     size = list(Manifest.read(artifacts).model.geometry.size)
     save_png(latency_plot([r for r in bench_report.results if r.size in (None, size)]), artifacts / "latency.png")
-    return paths + [artifacts / n for n in ("reconstructions.png", "interpolation.png", "latency.png")]
+    return artifacts / "latency.png"
 
 
 @dataclass

@@ -52,17 +52,21 @@ class CheckRow:
     gated_on: str
     error: str | None = None  # a shape mismatch, when there is one
     size: list[int] | None = None  # [H, W], for graphs with a symbolic size
+    # classifier rows: the fraction of images whose ONNX Runtime argmax is PyTorch's
+    argmax_agreement: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         extra, error, size = data.pop("extra"), data.pop("error"), data.pop("size")
+        agreement = data.pop("argmax_agreement")
         out: dict[str, Any] = {}
         for key, value in data.items():
             out[key] = value
             if key == "passed" and error is not None:
                 out["error"] = error  # where earlier versions put it
-        return {**out, **({"size": size} if size is not None else {}), **extra}
+        return {**out, **({"size": size} if size is not None else {}),
+                **({"argmax_agreement": agreement} if agreement is not None else {}), **extra}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRow:

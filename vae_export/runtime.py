@@ -3,9 +3,14 @@
     from vae_export.runtime import VAEDecoder
     images = VAEDecoder("artifacts/decoder.onnx").sample(16, seed=0)  # (16, 1, 28, 28) in [0, 1]
 
-Works on every variant (fp32, int8, fp16, optimized, .ort) and any latent shape (flat or
-spatial, docs/contract.md): the contract (input name, latent shape, image shape, symbolic sizes
-and their stride) is read from the graph's own signature and metadata.
+Works on every variant (fp32, int8, fp16, optimized, .ort), any latent shape (flat or
+spatial) and conditional graphs (docs/contract.md): the contract (inputs, latent shape, image
+shape, symbolic sizes and their stride, classes) is read from the graph's own signature and
+metadata. A conditional graph takes its class as `labels=` (class indices) or `y=` (rows of
+class weights summing to 1, for mixes):
+
+    decoder = VAEDecoder("artifacts/decoder.onnx")
+    sevens = decoder.sample(8, seed=0, label=7, temperature=0.5)
 
 Inputs are checked against the graph's signature. float64 (and other real dtypes) are cast to
 float32, since that is what numpy produces by default and the cast is exact enough for a
@@ -18,54 +23,28 @@ is opened, and a run past the time limit is stopped (`vae_export.ortsession`).
 
 from __future__ import annotations
 
-import numbers
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from vae_export.contract import DECODER, ENCODER, META_PREFIX, GraphSpec, Shape, format_shape, symbolic_names
+from vae_export.argcheck import (RuntimeInputError, as_array, check_count, check_rows, check_seed,
+                                 check_temperature, condition, label_rows)
+from vae_export.contract import META_PREFIX, Y_NAME, GraphSpec, Shape, format_shape, graph_spec, symbolic_names
 from vae_export.errors import VAEExportError
-from vae_export.options import MAX_BATCH, MAX_SAMPLES, MAX_SEED, MAX_STEPS
-from vae_export.ortsession import make_session, run_limited
+from vae_export.options import MAX_BATCH, MAX_SAMPLES, MAX_STEPS
+from vae_export.ortsession import check_names, check_signature, make_session, run_limited
 
-__all__ = ["VAE", "VAEDecoder", "VAEEncoder", "RuntimeInputError"]
+__all__ = ["VAE", "VAEClassifier", "VAEDecoder", "VAEEncoder", "RuntimeInputError", "check_count", "check_seed",
+           "as_array"]
 
 _LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
 
 
-class RuntimeInputError(VAEExportError, ValueError):
-    """An input that does not match the graph's signature."""
-
-
-def check_count(name: str, value: Any, low: int, high: int) -> int:
-    """An integer argument in [low, high] (Python or numpy integers; not bool, not float)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {type(value).__name__} {value!r}")
-    if not low <= int(value) <= high:
-        raise RuntimeInputError(f"{name}: expected an integer from {low} to {high}, found {value}")
-    return int(value)
-
-
-def check_seed(seed: Any) -> int | None:
-    """None (fresh entropy) or a non-negative integer: numpy refuses negative seeds."""
-    return None if seed is None else check_count("seed", seed, 0, MAX_SEED)
-
-
-def as_array(value: Any, what: str) -> np.ndarray:
-    """np.asarray, with a ragged list or an object that is not array-like as one error."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise RuntimeInputError(f"{what}: expected an array, found {type(value).__name__} ({exc})") from None
-    if array.dtype == object:
-        raise RuntimeInputError(f"{what}: expected a numeric array, found {type(value).__name__} of Python objects")
-    return array
-
-
 class _Graph:
-    spec: GraphSpec
+    role: str
 
     def __init__(
         self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
@@ -76,8 +55,13 @@ class _Graph:
         if not self.path.is_file():
             raise VAEExportError(f"{self.path}: file not found")
         # threads: e.g. one per Ray actor's CPU share, so parallel workers do not fight over cores
-        self.session = make_session(self.path, threads=threads, spec=self.spec,
-                                    providers=providers or ["CPUExecutionProvider"], validate=False)
+        self.session = make_session(self.path, threads=threads, providers=providers or ["CPUExecutionProvider"],
+                                    validate=False)
+        inputs = [i.name for i in self.session.get_inputs()]
+        # Conditional graphs are told apart by their inputs; the checks below hold them to the contract.
+        self.spec: GraphSpec = graph_spec(self.role, conditional=Y_NAME in inputs[1:])
+        check_names(self.session, self.spec, self.path)
+        check_signature(self.session, self.spec, self.path)
         self.metadata = {
             k[len(META_PREFIX):]: v
             for k, v in self.session.get_modelmeta().custom_metadata_map.items()
@@ -87,6 +71,11 @@ class _Graph:
         self.input_shape: Shape = _dims(self.session.get_inputs()[0].shape)
         stride = self.metadata.get("stride", "")
         self.stride: int | None = int(stride) if stride.isdigit() and int(stride) > 0 else None
+        classes = self.session.get_inputs()[1].shape[1] if self.spec.input_names[1:] else 0
+        if self.role == "classifier":
+            classes = self.session.get_outputs()[0].shape[1]
+        self.num_classes: int = classes if isinstance(classes, int) else 0
+        self.class_names: tuple[str, ...] = _class_names(self.metadata.get("class_names"), self.num_classes)
 
     def _expected(self, shape: Shape, image: bool) -> str:
         names = symbolic_names("x" if image else "z", len(shape) + 1)[1:]
@@ -115,21 +104,41 @@ class _Graph:
             raise RuntimeInputError(f"{what}: contains NaN or Inf")
         return x
 
-    def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return run_limited(self.session, self.spec.output_names, {self.spec.input_name: x}, self.path)
+    def _run(self, x: np.ndarray, y: np.ndarray | None = None) -> list[np.ndarray]:
+        feeds = {self.spec.input_name: x, **({Y_NAME: y} if y is not None else {})}
+        return run_limited(self.session, self.spec.output_names, feeds, self.path)
 
 
 def _dims(shape: Sequence[int | str | None]) -> Shape:
     return tuple(d if isinstance(d, int) else None for d in shape[1:])
 
 
+def _class_names(text: str | None, num_classes: int) -> tuple[str, ...]:
+    """class_names metadata (a JSON list of K strings); () when absent or malformed."""
+    try:
+        names = json.loads(text) if text else []
+    except (ValueError, RecursionError):
+        return ()
+    ok = isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names)
+    return tuple(names) if ok else ()
+
+
+def _one_row(value: Any, num_classes: int, what: str) -> np.ndarray:
+    """One class as a row: a class index, or a row of class weights."""
+    array = as_array(value, what)
+    if array.ndim == 0:
+        return label_rows(array, num_classes, 1, what)[0]
+    return check_rows(array.reshape(1, -1) if array.ndim == 1 else array, num_classes, 1, what)[0]
+
+
 class VAEDecoder(_Graph):
-    """z [batch, *latent_shape] -> images [batch, C, H, W], probabilities in [0, 1].
+    """z [batch, *latent_shape] (, y [batch, K]) -> images [batch, C, H, W], probabilities in [0, 1].
 
     `latent_shape` is `(latent,)` for flat latents or `(c, h, w)` for spatial ones; a decoder
-    exported with --dynamic-size has symbolic h and w (None here) and decodes any size."""
+    exported with --dynamic-size has symbolic h and w (None here) and decodes any size. A
+    conditional decoder (`num_classes` > 0) also takes the class of each image."""
 
-    spec = DECODER
+    role = "decoder"
 
     @property
     def latent_shape(self) -> Shape:
@@ -162,20 +171,32 @@ class VAEDecoder(_Graph):
             raise RuntimeInputError(f"size: expected (height, width), positive multiples of {stride}, found {size!r}")
         return (int(self.latent_shape[0]), int(size[0]) // stride, int(size[1]) // stride)  # type: ignore[arg-type]
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        return self._run(self._check(z, "z"))[0]
+    def decode(self, z: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None) -> np.ndarray:
+        """Images from latents; a conditional decoder takes `labels` (class indices: one for
+        every image, or one per image) or `y` (rows of class weights summing to 1)."""
+        z = self._check(z, "z")
+        return self._run(z, condition(y, labels, self.num_classes, len(z)))[0]
 
-    def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
-        """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed; `size`
-        (height, width) for a decoder with a symbolic size."""
+    def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
+               label: int | None = None, labels: Sequence[int] | None = None, temperature: float = 1.0) -> np.ndarray:
+        """n images decoded from z ~ N(0, temperature^2 I) (temperature 1: the prior),
+        reproducible for a seed; `size` (height, width) for a decoder with a symbolic size.
+        Conditional decoders: `label` (every image of that class) or `labels` (one per image)."""
         n = check_count("n", n, 1, MAX_BATCH)
+        scale = check_temperature(temperature)
+        if label is not None and labels is not None:
+            raise RuntimeInputError("label: pass label= (one class for all) or labels= (one per image), not both")
         shape = self.latent_shape_for(size)
         z = np.random.default_rng(check_seed(seed)).standard_normal((n, *shape)).astype(np.float32)
-        return self.decode(z)
+        return self.decode(z * np.float32(scale), labels=label if labels is None else labels)
 
-    def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8) -> np.ndarray:
+    def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8, *, y0: Any = None,
+                    y1: Any = None) -> np.ndarray:
         """Decodes of `steps` points on the straight line from z0 to z1 (both included); z0 and
-        z1 are single latents (a leading batch axis of 1 is accepted too)."""
+        z1 are single latents (a leading batch axis of 1 is accepted too). A conditional
+        decoder also moves from class y0 to class y1 (each a class index or a row of class
+        weights; y1 defaults to y0), mixing the rows in step: pass z1 = z0 for a pure class
+        interpolation."""
         steps = check_count("steps", steps, 2, MAX_STEPS)
         ends = []
         for name, z in (("z0", z0), ("z1", z1)):
@@ -186,19 +207,49 @@ class VAEDecoder(_Graph):
         if ends[0].shape != ends[1].shape:
             raise RuntimeInputError(f"z1: expected the shape of z0 {list(ends[0].shape)}, found {list(ends[1].shape)}")
         t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, *([1] * ends[0].ndim))
-        return self.decode((1.0 - t) * ends[0] + t * ends[1])
+        z = (1.0 - t) * ends[0] + t * ends[1]
+        if not self.num_classes:
+            return self.decode(z, y=y0 if y0 is not None else y1)  # refuses a class for an unconditional decoder
+        if y0 is None:
+            raise RuntimeInputError(f"y0: this decoder is conditional on {self.num_classes} classes; pass y0= "
+                                    "(and y1=), each a class index or a row of class weights")
+        r0 = _one_row(y0, self.num_classes, "y0")
+        r1 = r0 if y1 is None else _one_row(y1, self.num_classes, "y1")
+        w = t.reshape(-1, 1)
+        return self.decode(z, y=(1.0 - w) * r0 + w * r1)
 
 
 class VAEEncoder(_Graph):
-    """x [batch, C, H, W] in [0, 1] -> (mu, logvar), each [batch, *latent_shape]."""
+    """x [batch, C, H, W] in [0, 1] (, y [batch, K]) -> (mu, logvar), each [batch, *latent_shape]."""
 
-    spec = ENCODER
+    role = "encoder"
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar = self._run(self._check(x, "x", image=True))
+    def encode(self, x: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, logvar); a conditional encoder takes `labels` or `y` as the decoder does."""
+        x = self._check(x, "x", image=True)
+        mu, logvar = self._run(x, condition(y, labels, self.num_classes, len(x)))
         return mu, logvar
+
+
+class VAEClassifier(_Graph):
+    """x [batch, C, H, W] in [0, 1] -> class probabilities [batch, K] (semi-supervised models'
+    classifier.onnx, q(y | x))."""
+
+    role = "classifier"
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self._check(x, "x", image=True))[0]
+
+    def classify(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (softmax of the logits), rows summing to 1."""
+        logits = self.logits(x).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class VAE:
-    """Both graphs together: reconstruction and anomaly scores."""
+    """The graphs together: reconstruction, anomaly scores, and classification (with a
+    semi-supervised model's classifier.onnx)."""
 
     def __init__(
         self,
@@ -206,17 +257,43 @@ class VAE:
         decoder_path: str | os.PathLike[str],
         providers: Sequence[str] | None = None,
         threads: int | None = None,
+        classifier_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.encoder = VAEEncoder(encoder_path, providers, threads)
         self.decoder = VAEDecoder(decoder_path, providers, threads)
+        self.classifier = None if classifier_path is None else VAEClassifier(classifier_path, providers, threads)
+        counts = {self.encoder.num_classes, self.decoder.num_classes}
+        if self.classifier is not None:
+            counts.add(self.classifier.num_classes)
+        if len(counts) != 1:
+            raise RuntimeInputError(f"{self.decoder.path}: the graphs disagree on the number of classes "
+                                    f"({sorted(counts)}); they are not from one model")
+        self.num_classes = self.decoder.num_classes
 
-    def reconstruct(self, x: np.ndarray) -> np.ndarray:
-        """decode(mu): the deterministic reconstruction."""
-        mu, _ = self.encoder.encode(x)
-        return self.decoder.decode(mu)
+    def classify(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities q(y | x) [batch, K]."""
+        if self.classifier is None:
+            raise RuntimeInputError("classify: no classifier graph; pass classifier_path= (classifier.onnx of a "
+                                    "semi-supervised model)")
+        return self.classifier.classify(x)
+
+    def _rows(self, x: np.ndarray, y: Any, labels: Any) -> np.ndarray | None:
+        """A conditional model's class rows for x: as given, else the classifier's q(y | x)."""
+        if self.num_classes and y is None and labels is None and self.classifier is not None:
+            return self.classifier.classify(x)
+        return condition(y, labels, self.num_classes, len(x))
+
+    def reconstruct(self, x: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None) -> np.ndarray:
+        """decode(mu): the deterministic reconstruction. Conditional models use the given class,
+        else the classifier's q(y | x) rows when there is a classifier."""
+        x = self.encoder._check(x, "x", image=True)
+        rows = self._rows(x, y, labels)
+        mu, _ = self.encoder.encode(x, rows)
+        return self.decoder.decode(mu, rows)
 
     def anomaly_score(
-        self, x: np.ndarray, samples: int = 1, seed: int | None = 0, eps: np.ndarray | None = None
+        self, x: np.ndarray, samples: int = 1, seed: int | None = 0, eps: np.ndarray | None = None,
+        y: np.ndarray | None = None, *, labels: Any = None,
     ) -> np.ndarray:
         """Negative ELBO per image in nats (higher = more anomalous).
 
@@ -226,18 +303,37 @@ class VAE:
         estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded. `eps`
         ([samples, batch, latent] standard-normal draws) replaces the seeded draws: batch jobs
         draw them per row, so a row's score does not depend on how the rows were batched.
+
+        Conditional models: with `labels` or `y`, the bound on -log p(x | y) for those classes.
+        With neither, a bound on -log p(x) with a uniform class prior p(y) = 1/K, marginalising
+        over the classes with every class's ELBO L(x, k): weighted by the classifier's q(y | x)
+        when the model has one (M2's unlabelled bound, sum_k q_k (L_k + log K) - H(q)), else
+        exactly, -log sum_k exp(-L_k) / K (the tightest such bound).
         """
         samples = check_count("samples", samples, 1, MAX_SAMPLES)
-        rng = np.random.default_rng(check_seed(seed))
+        seed = check_seed(seed)
         x = self.encoder._check(x, "x", image=True)
-        mu, logvar = self.encoder.encode(x)
+        k = self.num_classes
+        if not k or y is not None or labels is not None:
+            return self._neg_elbo(x, condition(y, labels, k, len(x)), samples, seed, eps)
+        per_class = np.stack([self._neg_elbo(x, label_rows(c, k, len(x)), samples, seed, eps) for c in range(k)], 1)
+        if self.classifier is not None:
+            q = self.classifier.classify(x).astype(np.float64)
+            return (q * (per_class + np.log(k))).sum(1) + (q * np.log(np.clip(q, _LOG_EPS, 1.0))).sum(1)
+        low = per_class.min(axis=1, keepdims=True)  # log-sum-exp, stable
+        return (low[:, 0] - np.log(np.exp(low - per_class).sum(1))) + np.log(k)
+
+    def _neg_elbo(self, x: np.ndarray, rows: np.ndarray | None, samples: int, seed: int | None,
+                  eps: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        mu, logvar = self.encoder.encode(x, rows)
         if eps is not None and np.shape(eps) != (samples, *mu.shape):
             raise RuntimeInputError(f"eps: expected shape {[samples, *mu.shape]}, found {list(np.shape(eps))}")
         nll = np.zeros(len(x), dtype=np.float64)
         for s in range(samples):
             draw = rng.standard_normal(mu.shape) if eps is None else eps[s]
             z = mu + draw.astype(np.float32) * np.exp(0.5 * logvar)
-            p = np.clip(self.decoder.decode(z).astype(np.float64), _LOG_EPS, 1.0 - _LOG_EPS)
+            p = np.clip(self.decoder.decode(z, rows).astype(np.float64), _LOG_EPS, 1.0 - _LOG_EPS)
             ll = x * np.log(p) + (1.0 - x) * np.log1p(-p)
             nll -= ll.reshape(len(x), -1).sum(axis=1)
         terms = 1.0 + logvar - mu.astype(np.float64) ** 2 - np.exp(logvar)

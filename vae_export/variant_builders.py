@@ -17,7 +17,7 @@ import onnx
 
 from vae_export.contract import META_PREFIX, ORT_FORMAT, GraphSpec, graph_filename
 from vae_export.errors import VAEExportError
-from vae_export.inputs import calibration_inputs
+from vae_export.inputs import calibration_inputs, with_labels
 from vae_export.variants import OPTIMIZED, REGISTRY
 
 
@@ -54,10 +54,12 @@ def int8_dynamic(src: Path, dst: Path, spec: GraphSpec, loaded: Any, images: np.
 
 
 class _ArrayReader:
-    """onnxruntime.quantization.CalibrationDataReader over one array, in batches."""
+    """onnxruntime.quantization.CalibrationDataReader over one array, in batches (with the
+    label rows a conditional graph also takes)."""
 
-    def __init__(self, name: str, data: np.ndarray, batch: int = 32) -> None:
-        self._batches = iter([{name: data[i : i + batch]} for i in range(0, len(data), batch)])
+    def __init__(self, input_names: tuple[str, ...], data: np.ndarray, num_classes: int, batch: int = 32) -> None:
+        self._batches = iter([with_labels(input_names, data[i : i + batch], num_classes)
+                              for i in range(0, len(data), batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -66,10 +68,11 @@ class _ArrayReader:
 def int8_static(src: Path, dst: Path, spec: GraphSpec, loaded: Any, images: np.ndarray | None) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    if spec.role == "encoder" and images is None:
-        raise VAEExportError("int8-static needs calibration images for the encoder")
+    if spec.role != "decoder" and images is None:
+        raise VAEExportError(f"int8-static needs calibration images for the {spec.role}")
     data = calibration_inputs(spec.role, loaded.latent_shape, loaded.image_shape, images)
-    reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_name, data)
+    reader = type("Reader", (_ArrayReader, CalibrationDataReader), {})(spec.input_names, data,
+                                                                        loaded.geometry.num_classes)
     quantize_static(
         _preprocess(src),
         dst,

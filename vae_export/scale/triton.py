@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from vae_export.artifacts import ensure_dir
-from vae_export.contract import BATCH_DIM, DECODER, ENCODER, GraphSpec, graph_filename
+from vae_export.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
 
-MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder"}
+MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}
 # ONNX tensor element type (as onnxinfo names it) -> Triton data type
 _TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "double": "TYPE_FP64", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
@@ -64,7 +64,8 @@ def model_config(name: str, signature: dict[str, Any], path: Path, max_batch_siz
 
 def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batch_size: int = 256,
                      instances: int = 1, queue_delay_us: int = 100, kind: str = "cpu") -> list[Path]:
-    """Write both models; each model folder is staged beside its final place and renamed in,
+    """Write the encoder and decoder models (and a semi-supervised model's classifier; every
+    input, `y` included, comes from the graph's signature); each model folder is staged beside its final place and renamed in,
     so an interrupted run leaves the previous model folder (or none), never half of one."""
     from vae_export.onnxinfo import load_onnx, signature
 
@@ -72,12 +73,13 @@ def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batc
         raise UsageError("--variant ort: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant")
     ensure_dir(out, "--out")
     written = []
-    spec: GraphSpec
-    for spec in (ENCODER, DECODER):
-        source = artifacts / graph_filename(spec.role, variant)
+    for role in ROLES:
+        source = artifacts / graph_filename(role, variant)
+        if role == "classifier" and not source.is_file():
+            continue  # only semi-supervised models have one
         if not source.is_file():
             raise UsageError(f"--artifacts {artifacts}: no {source.name}; run `vae-export export --artifacts {artifacts}` first")
-        name = MODEL_NAMES[spec.role]
+        name = MODEL_NAMES[role]
         config = model_config(name, signature(load_onnx(source)), source, max_batch_size, instances, queue_delay_us, kind)
         stage = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}."))
         try:
