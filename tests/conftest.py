@@ -103,6 +103,46 @@ def conv_dir(tmp_path_factory, conv_model) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def m2_model(digits):
+    """A semi-supervised (M2) MLP on digits with 100 labels: encoder (x, y), decoder (z, y) and
+    a classifier, trained for a few seconds."""
+    from vae_export.model import VAEConfig
+
+    config = VAEConfig(num_classes=10, classifier=True, class_names=digits.class_names)
+    return train(digits, config, TrainConfig(epochs=20, seed=0, labels=100))
+
+
+@pytest.fixture(scope="session")
+def m2_dir(tmp_path_factory, m2_model) -> Path:
+    """Read-only: the M2 model exported (three graphs) with its train_metrics.json."""
+    from vae_export.artifacts import atomic_write_json
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+
+    d = tmp_path_factory.mktemp("m2")
+    save_checkpoint(m2_model.model, d / "vae.safetensors")
+    atomic_write_json(d / "train_metrics.json", m2_model.metrics)
+    export(load_model(d / "vae.safetensors"), d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def cond_conv_dir(tmp_path_factory, digits) -> Path:
+    """Read-only: a conditional conv model (spatial latent, y as a channel bias), exported
+    with --dynamic-size."""
+    from vae_export.checkpoint import load_model
+    from vae_export.export import export
+    from vae_export.model import VAEConfig
+
+    config = VAEConfig(arch="conv", channels=8, num_classes=10, class_names=digits.class_names)
+    model = train(digits, config, TrainConfig(epochs=3, seed=0)).model
+    d = tmp_path_factory.mktemp("cond-conv")
+    save_checkpoint(model, d / "vae.safetensors")
+    export(load_model(d / "vae.safetensors", dynamic_size=True), d)
+    return d
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

@@ -540,8 +540,6 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
 
     if size is not None and len(size) != 1:
         raise click.BadParameter(f"expected one size HxW, found {len(size)}", param_hint="--size")
-    if per_class and label is not None:
-        raise click.BadParameter("pass --label or --per-class, not both", param_hint="--per-class")
     path = sample_png(artifacts, count, seed, variant, output, size[0] if size else None, temperature=temperature,
                       label=label, per_class=per_class)
     click.echo(f"wrote {path}")

@@ -215,6 +215,8 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
     from vae_export.images import grid, save_png
     from vae_export.runtime import VAEDecoder
 
+    if per_class and label is not None:
+        raise UsageError("--per-class: pass --label or --per-class, not both")
     decoder_path = artifacts / graph_filename("decoder", variant)
     if not decoder_path.is_file():
         raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")

@@ -88,6 +88,9 @@ def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant:
         "image_shape": image_shape,
         # flat latents: one slider per latent value; spatial ones: one per channel
         "sliders": min(SLIDERS, latent_shape[0]),
+        # conditional decoders: the page adds a class selector and a mix slider between two classes
+        "num_classes": decoder.num_classes,
+        "class_names": list(decoder.class_names) or [str(k) for k in range(decoder.num_classes)],
         "variant": variant,
         "onnxruntime_web": package.joinpath("package.json").is_file()
         and json.loads((package / "package.json").read_text()).get("version"),

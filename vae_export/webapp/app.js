@@ -1,5 +1,6 @@
-// The VAE decoder in the browser: z -> x_hat with onnxruntime-web (WebAssembly backend).
-// window.vaeDemo exposes the state for tests: the current z, a decode counter, latencies.
+// The VAE decoder in the browser: z (, y) -> x_hat with onnxruntime-web (WebAssembly backend).
+// window.vaeDemo exposes the state for tests: the current z (and class row y), a decode
+// counter, latencies.
 /* global ort */
 
 const contract = await (await fetch("contract.json")).json();
@@ -16,9 +17,27 @@ ort.env.wasm.numThreads = 1;
 ort.env.wasm.wasmPaths = new URL("./", location.href).href;
 const session = await ort.InferenceSession.create("decoder.onnx", { executionProviders: ["wasm"] });
 
-const state = { z: new Float32Array(L), decodes: 0, latencies: [], ready: false };
+// A conditional decoder also takes y [batch, K]: a row of class weights summing to 1, here
+// (1 - mix) * onehot(class A) + mix * onehot(class B), the same row for every image of a call.
+const K = contract.num_classes || 0;
+const classRow = (a, b, mix) => {
+  const y = new Float32Array(K);
+  y[a] += 1 - mix;
+  y[b] += mix;
+  return y;
+};
+const state = { z: new Float32Array(L), y: K ? classRow(0, 0, 0) : null, decodes: 0, latencies: [], ready: false };
+const feeds = (z, n) => {
+  const f = { z: new ort.Tensor("float32", z, [n, ...latentShape]) };
+  if (K) {
+    const rows = new Float32Array(n * K);
+    for (let i = 0; i < n; i++) rows.set(state.y, i * K);
+    f.y = new ort.Tensor("float32", rows, [n, K]);
+  }
+  return f;
+};
 // One untimed run: the first call compiles and allocates, which is not what an app pays per decode.
-await session.run({ z: new ort.Tensor("float32", new Float32Array(L), [1, ...latentShape]) });
+await session.run(feeds(new Float32Array(L), 1));
 window.vaeDemo = state;
 
 // Seeded normal samples (mulberry32 + Box-Muller), so a page load is reproducible.
@@ -37,7 +56,7 @@ const randomZ = (n) => Float32Array.from({ length: n * L }, normal);
 
 async function decode(z, n) {
   const start = performance.now();
-  const out = await session.run({ z: new ort.Tensor("float32", z, [n, ...latentShape]) });
+  const out = await session.run(feeds(z, n));
   const ms = performance.now() - start;
   state.latencies.push({ batch: n, ms });
   state.decodes += 1;
@@ -88,8 +107,10 @@ async function redraw() {
   if (busy) { pending = true; return; }
   busy = true;
   const z = Float32Array.from(state.z);  // the z this frame shows (the sliders may move meanwhile)
+  const y = state.y && Float32Array.from(state.y);
   draw(main, await decode(z, 1), 0, 0, 0);
   state.shown = z;
+  state.shownY = y;
   busy = false;
   showLatency();
   if (pending) { pending = false; redraw(); }
@@ -123,10 +144,38 @@ async function animate() {
   setTimeout(() => requestAnimationFrame(animate), 30);
 }
 
-const samples = await decode(randomZ(16), 16);
-for (let i = 0; i < 16; i++) draw(grid, samples, i, (i % 4) * W, Math.floor(i / 4) * H);
+const gridZ = randomZ(16);
+async function drawGrid() {
+  const samples = await decode(gridZ, 16);
+  for (let i = 0; i < 16; i++) draw(grid, samples, i, (i % 4) * W, Math.floor(i / 4) * H);
+}
+
+if (K) {
+  // Class A, class B and the mix between them; any change redraws the grid and the slider image.
+  const controls = document.getElementById("classes");
+  const select = (id) => {
+    const el = Object.assign(document.createElement("select"), { id });
+    contract.class_names.forEach((name, k) => el.append(new Option(`${k}: ${name}`, k)));
+    return el;
+  };
+  const classA = select("class-a"), classB = select("class-b");
+  const mix = Object.assign(document.createElement("input"), { type: "range", min: 0, max: 1, step: 0.05, value: 0, id: "mix" });
+  const update = async () => {
+    state.y = classRow(Number(classA.value), Number(classB.value), Number(mix.value));
+    await drawGrid();
+    redraw();
+  };
+  [classA, classB].forEach((el) => el.addEventListener("change", update));
+  mix.addEventListener("input", update);
+  const row = (text, el) => { const l = document.createElement("label"); l.append(text, el); return l; };
+  controls.append(row("class", classA), row("mix towards", classB), row("mix", mix));
+  controls.hidden = false;
+}
+
+await drawGrid();
 await redraw();
 document.getElementById("status").textContent =
-  `decoder.onnx loaded: latent [${latentShape.join(", ")}], image ${C}x${H}x${W}, onnxruntime-web ${contract.onnxruntime_web}`;
+  `decoder.onnx loaded: latent [${latentShape.join(", ")}], image ${C}x${H}x${W}` +
+  (K ? `, ${K} classes` : "") + `, onnxruntime-web ${contract.onnxruntime_web}`;
 state.ready = true;
 requestAnimationFrame(animate);
