@@ -29,16 +29,19 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module", params=["mlp", "conv"])
+FIXTURES = {"mlp": "exported_dir", "conv": "conv_dir", "conditional": "m2_dir"}
+
+
+@pytest.fixture(scope="module", params=list(FIXTURES))
 def site(request, tmp_path_factory):
-    """The page for the MLP decoder (flat latent) and for the conv decoder (spatial latent
-    [4, 7, 7], exported with --dynamic-size and shown at its export size)."""
+    """The page for the MLP decoder (flat latent), the conv decoder (spatial latent [4, 7, 7],
+    exported with --dynamic-size and shown at its export size) and a conditional decoder (z, y)."""
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
     from click.testing import CliRunner
 
-    artifacts = request.getfixturevalue("exported_dir" if request.param == "mlp" else "conv_dir")
+    artifacts = request.getfixturevalue(FIXTURES[request.param])
     out = tmp_path_factory.mktemp(f"site-{request.param}")
     result = CliRunner().invoke(main, ["web", "--artifacts", str(artifacts), "--out", str(out)])
     if result.exit_code != 0 and "onnxruntime-web" in result.output:
@@ -66,6 +69,14 @@ def _main_pixels(page) -> np.ndarray:
     return np.array(data, dtype=np.int16).reshape(28, 28, 4)[..., 0]
 
 
+def _decoded(page, decoder, latent_shape) -> np.ndarray:
+    """What the Python runtime draws for the z (and y) the page shows, as grey levels."""
+    z = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32).reshape(1, *latent_shape)
+    y = page.evaluate("window.vaeDemo.shownY && Array.from(window.vaeDemo.shownY)")
+    rows = None if y is None else np.array([y], dtype=np.float32)
+    return np.rint(decoder.decode(z, rows)[0, 0] * 255)
+
+
 def test_slider_redraws_and_matches_python_runtime(site):
     from playwright.sync_api import sync_playwright
 
@@ -83,8 +94,7 @@ def test_slider_redraws_and_matches_python_runtime(site):
             page.wait_for_function("window.vaeDemo && window.vaeDemo.ready", timeout=60_000)
             before = _main_pixels(page)
             z0 = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32)
-            expected0 = np.rint(decoder.decode(z0.reshape(1, *latent_shape))[0, 0] * 255)
-            assert np.abs(before - expected0).max() <= PIXEL_TOLERANCE
+            assert np.abs(before - _decoded(page, decoder, latent_shape)).max() <= PIXEL_TOLERANCE
 
             decodes = page.evaluate("window.vaeDemo.decodes")
             page.locator("#slider-0").fill("2.5")
@@ -94,11 +104,42 @@ def test_slider_redraws_and_matches_python_runtime(site):
             z1 = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32)
             assert np.all(z1[:plane] == 2.5) and np.array_equal(z1[plane:], z0[plane:])
             assert np.abs(after - before).max() > 20  # the picture changed
-            expected1 = np.rint(decoder.decode(z1.reshape(1, *latent_shape))[0, 0] * 255)
-            assert np.abs(after - expected1).max() <= PIXEL_TOLERANCE
+            assert np.abs(after - _decoded(page, decoder, latent_shape)).max() <= PIXEL_TOLERANCE
 
             latency = page.evaluate("document.getElementById('latency').textContent")
             assert latency.startswith("batch 1: ") and " ms" in latency
             assert errors == []
+        finally:
+            browser.close()
+
+
+def test_class_selector_and_mix_drive_y(site):
+    """Conditional decoders: the class selectors and the mix slider set y, and the picture is the
+    runtime's decode of that mix; other decoders show no class controls."""
+    from playwright.sync_api import sync_playwright
+
+    out, url, artifacts = site
+    decoder = VAEDecoder(artifacts / "decoder.onnx")
+    latent_shape = json.loads((out / "contract.json").read_text())["latent_shape"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.wait_for_function("window.vaeDemo && window.vaeDemo.ready", timeout=60_000)
+            if not decoder.num_classes:
+                assert page.locator("#classes").is_hidden() and page.evaluate("window.vaeDemo.y") is None
+                return
+            before = _main_pixels(page)
+            page.locator("#class-a").select_option("3")
+            page.locator("#class-b").select_option("8")
+            page.locator("#mix").fill("0.5")
+            page.wait_for_function("window.vaeDemo.shownY && window.vaeDemo.shownY[3] === 0.5 "
+                                   "&& window.vaeDemo.shownY[8] === 0.5")
+            y = page.evaluate("Array.from(window.vaeDemo.shownY)")
+            assert y == [0.5 if k in (3, 8) else 0.0 for k in range(decoder.num_classes)]
+            after = _main_pixels(page)
+            assert np.abs(after - _decoded(page, decoder, latent_shape)).max() <= PIXEL_TOLERANCE
+            assert np.abs(after - before).max() > 20  # the class changed the picture
         finally:
             browser.close()
