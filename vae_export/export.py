@@ -187,6 +187,7 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, 
         "latent_shape": shape_json(g.latent_dims()),
         "likelihood": "bernoulli",
         **({"stride": str(g.stride)} if g.dynamic_size else {}),
+        **loaded.extra_metadata,
     }
     del model.metadata_props[:]
     for key, value in props.items():
