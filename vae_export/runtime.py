@@ -162,8 +162,23 @@ class VAEDecoder(_Graph):
             raise RuntimeInputError(f"size: expected (height, width), positive multiples of {stride}, found {size!r}")
         return (int(self.latent_shape[0]), int(size[0]) // stride, int(size[1]) // stride)  # type: ignore[arg-type]
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        return self._run(self._check(z, "z"))[0]
+    def decode(self, z: np.ndarray, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
+        """z -> images. With `tile` (latent cells, e.g. 64 for diffusers' 512-pixel tiles), a
+        latent larger than a tile is decoded in overlapping tiles blended as diffusers'
+        `enable_tiling()` does (`vae_export.tiling`): memory bounded by the tile, not the image."""
+        z = self._check(z, "z")
+        if tile is None:
+            return self._run(z)[0]
+        tile = check_count("tile", tile, 1, 1 << 16)
+        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
+            raise RuntimeInputError("tile: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+        from vae_export.tiling import tile_geometry, tiled_decode
+
+        try:
+            tile_geometry(tile, self.stride, overlap)
+        except ValueError as exc:
+            raise RuntimeInputError(str(exc)) from None
+        return tiled_decode(lambda part: self._run(part)[0], z, tile, self.stride, overlap)
 
     def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
         """n images decoded from z ~ N(0, I) (the prior), reproducible for a seed; `size`
