@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,scale,peers]"
+	$(BIN)/python -m pip install --quiet -e ".[test,scale,peers,diffusers]"
 	touch $@
 
 setup: $(BIN)/.installed

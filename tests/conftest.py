@@ -211,3 +211,53 @@ def ray_cluster():
              logging_level=logging.WARNING, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# ---- diffusers autoencoders (tests/test_diffusers.py): tiny random configs, save_pretrained ----
+
+TINY_KL_CONFIG = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                      up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=4,
+                      latent_channels=4, sample_size=32, scaling_factor=0.5)
+TINY_TAESD_CONFIG = dict(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                         num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4)
+
+
+@pytest.fixture(scope="session")
+def kl_dir(tmp_path_factory) -> Path:
+    """A tiny random AutoencoderKL (stride 2), written by diffusers' own save_pretrained."""
+    diffusers = pytest.importorskip("diffusers")
+    d = tmp_path_factory.mktemp("kl")
+    torch.manual_seed(0)
+    diffusers.AutoencoderKL(**TINY_KL_CONFIG).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def taesd_dir(tmp_path_factory) -> Path:
+    diffusers = pytest.importorskip("diffusers")
+    d = tmp_path_factory.mktemp("taesd")
+    torch.manual_seed(0)
+    diffusers.AutoencoderTiny(**TINY_TAESD_CONFIG).save_pretrained(d)
+    return d
+
+
+def _export_diffusers(tmp_path_factory, name: str, model_dir: Path, *extra: str) -> Path:
+    out = tmp_path_factory.mktemp(name.split(":")[1])
+    from vae_export.cli import main
+
+    result = CliRunner().invoke(main, ["export", "--model", name, "--checkpoint", str(model_dir),
+                                       "--artifacts", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def kl_artifacts(tmp_path_factory, kl_dir) -> Path:
+    """Read-only: the tiny AutoencoderKL exported through the real CLI, with fp16 and fp16-mixed."""
+    return _export_diffusers(tmp_path_factory, "diffusers:AutoencoderKL", kl_dir, "--variant", "fp16",
+                             "--variant", "fp16-mixed")
+
+
+@pytest.fixture(scope="session")
+def taesd_artifacts(tmp_path_factory, taesd_dir) -> Path:
+    return _export_diffusers(tmp_path_factory, "diffusers:AutoencoderTiny", taesd_dir)

@@ -11,6 +11,7 @@ VARIANT_FILES = {
     "int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
     "int8-static": ("encoder.int8-static.onnx", "decoder.int8-static.onnx"),
     "fp16": ("encoder.fp16.onnx", "decoder.fp16.onnx"),
+    "fp16-mixed": ("encoder.fp16-mixed.onnx", "decoder.fp16-mixed.onnx"),
     "optimized": ("encoder.optimized.onnx", "decoder.optimized.onnx"),
     "ort": ("encoder.ort", "decoder.ort"),
 }
@@ -38,7 +39,7 @@ def test_every_variant_passes_verify(variants_dir, tmp_path, runner):
     seen = {c["variant"] for c in report["checks"]}
     assert seen == {"fp32", *VARIANT_FILES}
     for c in report["checks"]:
-        if c["variant"] in ("int8", "int8-static", "fp16") and c["graph"] == "decoder":
+        if c["variant"] in ("int8", "int8-static", "fp16", "fp16-mixed") and c["graph"] == "decoder":
             assert c["gated_on"] == "psnr" and c["psnr_db"] >= (20.0 if c["input"] == "edge" else 30.0)
         if c["variant"] in ("optimized", "ort"):
             assert c["gated_on"] == "atol/rtol"
@@ -103,9 +104,10 @@ def test_registry_drives_choices_and_thresholds():
     from vae_export.variants import LISTED_VARIANTS, REGISTRY, VARIANTS
 
     option = next(p for p in main.commands["export"].params if p.name == "variants")
-    assert tuple(option.type.choices) == VARIANTS == ("int8", "int8-static", "fp16", "ort")
+    assert tuple(option.type.choices) == VARIANTS == ("int8", "int8-static", "fp16", "fp16-mixed", "ort")
     assert set(LISTED_VARIANTS) == {"fp32", *VARIANTS, "optimized"}
-    assert REDUCED_MU == {"int8": (0.25, 0.05), "int8-static": (0.25, 0.05), "fp16": (1e-2, 1e-2)}
+    assert REDUCED_MU == {"int8": (0.25, 0.05), "int8-static": (0.25, 0.05), "fp16": (1e-2, 1e-2),
+                          "fp16-mixed": (1e-2, 1e-2)}
     assert all(REGISTRY[v].builder for v in VARIANTS)
 
 

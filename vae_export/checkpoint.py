@@ -19,7 +19,7 @@ import pickle
 import sys
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,8 @@ class LoadedModel:
     config: dict[str, Any]
     classifier: nn.Module | None = None  # x -> logits [B, K], semi-supervised models
     class_names: tuple[str, ...] = ()
+    # More `vae_export.` metadata for the graphs (diffusers: native_range, scaling_factor, shift_factor).
+    extra_metadata: dict[str, str] = field(default_factory=dict)
 
     def module(self, role: str) -> nn.Module:
         """The PyTorch module of a graph role."""
@@ -174,6 +176,9 @@ def save_checkpoint(model: VAE, path: Path) -> None:
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read tensors (and safetensors metadata) without running any code from the file."""
+    if path.is_dir():
+        raise UsageError(f"--checkpoint {path}: a directory; expected a checkpoint file (a directory is for "
+                         "--model diffusers:CLASS)")
     if not path.is_file():
         raise UsageError(f"--checkpoint {path}: file not found")
     suffix = path.suffix.lower()
@@ -406,6 +411,10 @@ def load_model(
     The latent shape comes from a trial encode of a zero batch. With `dynamic_size`, a second
     trial at twice the height and width decides whether the model runs at other sizes, and its
     stride (image size / latent size); a model that does not is refused (exit 2)."""
+    if model_ref is not None and model_ref.startswith("diffusers:"):  # a directory, loaded by vae_export.hf
+        from vae_export.hf import load_diffusers
+
+        return load_diffusers(checkpoint, model_ref, image_shape, dynamic_size)  # type: ignore[no-any-return]
     if model_ref is None:
         vae, source = load_reference(checkpoint, image_shape)
         module: nn.Module = vae

@@ -151,10 +151,12 @@ json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False
 device_option = click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
                              help="Run ONNX Runtime (and PyTorch) on this device; cuda needs onnxruntime-gpu.")
 model_options = _options(
-    click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Weights: our .safetensors, or a plain state dict (.pt/.pth) loaded with weights_only=True."),
+    click.option("--checkpoint", type=click.Path(path_type=Path),
+                 help="Weights: our .safetensors, or a plain state dict (.pt/.pth) loaded with weights_only=True; "
+                      "for diffusers:CLASS a save_pretrained directory (or a pipeline's, with vae/)."),
     click.option("--model", "model_ref", metavar="MODULE:ATTR",
-                 help="Your own VAE class or factory (encode(x) -> (mu, logvar), decode(z) -> x_hat)."),
+                 help="Your own VAE class or factory (encode(x) -> (mu, logvar), decode(z) -> x_hat), or "
+                      "diffusers:AutoencoderKL / diffusers:AutoencoderTiny (pip install vae-export[diffusers])."),
     click.option("--image-shape", type=_ImageShape(),
                  help="C,H,W for checkpoints that do not record it (default 1,28,28)."),
 )

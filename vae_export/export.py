@@ -197,6 +197,7 @@ def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, 
         **({"stride": str(g.stride)} if g.dynamic_size else {}),
         **({"num_classes": str(g.num_classes), "class_names": json.dumps(list(loaded.class_names))}
            if g.conditional else {}),
+        **loaded.extra_metadata,
     }
     del model.metadata_props[:]
     for key, value in props.items():

@@ -150,9 +150,10 @@ def verify(
             for batch, kind, x in cases:
                 feeds = with_labels(spec.input_names, x, g.num_classes)
                 got = run_limited(session, spec.output_names, feeds, artifacts / entry.file)
+                row_atol = edge_atol(loaded, atol) if kind == "edge" else atol
                 for output, a, e in zip(spec.output_names, got, torch_outputs(module, spec.input_names, feeds)):
                     checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
-                                             atol, rtol, list(size) if g.dynamic_size else None))
+                                             row_atol, rtol, list(size) if g.dynamic_size else None))
     checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
     return VerifyReport(
         integrity=integrity,
@@ -174,6 +175,15 @@ def verify(
         device=device,
         sizes=[list(z) for z in sizes] if g.dynamic_size else None,
     )
+
+
+def edge_atol(loaded: LoadedModel, atol: float) -> float:
+    """fp32 atol on the edge inputs: diffusers' GroupNorm divides by the standard deviation of
+    a feature map, which is ~0 for an all-black or all-white image, so rounding differences
+    are amplified up to 1/sqrt(eps) = 1000x there (vae_export.hf.EDGE_FP32_ATOL)."""
+    from vae_export.hf import EDGE_FP32_ATOL, is_diffusers_ref
+
+    return max(atol, EDGE_FP32_ATOL) if is_diffusers_ref(loaded.source) else atol
 
 
 def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind: str, actual: np.ndarray,

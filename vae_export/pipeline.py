@@ -105,6 +105,8 @@ def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> L
     """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
     manifest = Manifest.read(artifacts)
     model_ref = source.model_ref
+    if model_ref is None and manifest.model.source.startswith("diffusers:"):
+        model_ref = manifest.model.source  # allow-listed library classes (vae_export.hf), never arbitrary code
     if model_ref is None and manifest.model.source not in ("vae-export", "state-dict"):
         # A manifest may have travelled: it never names code to run. Only the user's own
         # --model (trusted: they typed it) imports a class.
@@ -113,7 +115,7 @@ def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> L
                          "(a manifest's class is never imported)")
     image_shape = source.image_shape or manifest.model.image_shape
     path = source.checkpoint or manifest.checkpoint(artifacts)
-    if source.checkpoint is None and not path.is_file():
+    if source.checkpoint is None and not path.exists():
         raise UsageError(f"{artifacts / MANIFEST_NAME}: the checkpoint it records, {path}, is gone; pass --checkpoint")
     return load_model(path, model_ref, image_shape, manifest.model.geometry.dynamic_size)
 

@@ -100,6 +100,12 @@ class VerifyReport:
     def raise_if_failed(self) -> None:
         if self.bad_files:
             raise CheckFailed(f"integrity check failed: sha256 of {', '.join(self.bad_files)} does not match the manifest")
+        overflowed = [c for c in self.failed if c.nonfinite and c.variant.startswith("fp16")]
+        if overflowed:  # the known failure of large conv decoders in float16 (activations past 65504)
+            c = overflowed[0]
+            raise CheckFailed(f"parity failed: {c.file} overflowed in float16: {c.output} holds {c.nonfinite} NaN/Inf "
+                              f"values at batch {c.batch} (an activation beyond float16's 65504); use the fp32 graph "
+                              "or export --variant fp16-mixed, which keeps the overflowing nodes in float32")
         if self.failed:
             worst = self.failed[0]
             raise CheckFailed(f"parity failed: {len(self.failed)} of {len(self.checks)} checks, first "

@@ -171,11 +171,27 @@ class VAEDecoder(_Graph):
             raise RuntimeInputError(f"size: expected (height, width), positive multiples of {stride}, found {size!r}")
         return (int(self.latent_shape[0]), int(size[0]) // stride, int(size[1]) // stride)  # type: ignore[arg-type]
 
-    def decode(self, z: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None) -> np.ndarray:
+    def decode(self, z: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None, tile: int | None = None,
+               overlap: float = 0.25) -> np.ndarray:
         """Images from latents; a conditional decoder takes `labels` (class indices: one for
-        every image, or one per image) or `y` (rows of class weights summing to 1)."""
+        every image, or one per image) or `y` (rows of class weights summing to 1). With `tile`
+        (latent cells, e.g. 64 for diffusers' 512-pixel tiles), a latent larger than a tile is
+        decoded in overlapping tiles blended as diffusers' `enable_tiling()` does
+        (`vae_export.tiling`): memory bounded by the tile, not the image."""
         z = self._check(z, "z")
-        return self._run(z, condition(y, labels, self.num_classes, len(z)))[0]
+        rows = condition(y, labels, self.num_classes, len(z))
+        if tile is None:
+            return self._run(z, rows)[0]
+        tile = check_count("tile", tile, 1, 1 << 16)
+        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
+            raise RuntimeInputError("tile: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+        from vae_export.tiling import tile_geometry, tiled_decode
+
+        try:
+            tile_geometry(tile, self.stride, overlap)
+        except ValueError as exc:
+            raise RuntimeInputError(str(exc)) from None
+        return tiled_decode(lambda part: self._run(part, rows)[0], z, tile, self.stride, overlap)
 
     def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
                label: int | None = None, labels: Sequence[int] | None = None, temperature: float = 1.0) -> np.ndarray:

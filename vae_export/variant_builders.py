@@ -148,3 +148,88 @@ def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, images:
         raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
     _retag(dst, onnx.load(str(src)), variant)
     return [(dst, variant)]
+
+
+# fp16-mixed: a node runs in float32 when any float tensor it reads or writes reached more than
+# FP16_SAFE_MAX on the probe inputs: float16 overflows at 65504, and the margin of 4x covers
+# inputs a little past the probes (larger images, other latents) without keeping every node.
+FP16_MAX = 65504.0
+FP16_SAFE_MAX = FP16_MAX / 4
+PROBE_BATCH = 4
+
+
+def overflow_nodes(model: onnx.ModelProto, spec: GraphSpec, loaded: Any) -> tuple[list[str], float]:
+    """Names of the nodes whose float inputs or outputs exceed FP16_SAFE_MAX when the fp32
+    graph runs on probe inputs (verify's: prior z and the +-4 sigma edge z, or uniform and
+    all-zero/all-one images, at the export size and twice it), and the largest magnitude seen.
+    Every intermediate tensor is made a graph output for one ONNX Runtime run per probe."""
+    from vae_export.inputs import edge_inputs, prior_z
+    from vae_export.ortsession import make_session
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    floats = {v.name: v for v in inferred.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(v for name, v in floats.items() if name not in existing)
+    g = loaded.geometry
+    sizes = [g.size] + ([(2 * g.size[0], 2 * g.size[1])] if g.dynamic_size else [])
+    peak: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "probe.onnx"
+        onnx.save_model(probe, str(path), save_as_external_data=False)
+        session = make_session(path, validate=False)
+        names = [o.name for o in session.get_outputs()]
+        rng = np.random.default_rng(0)
+        for size in sizes:
+            latent, image = g.latent_at(size), g.image_at(size)
+            if spec.role == "decoder":
+                x = np.concatenate([prior_z(PROBE_BATCH, latent, rng), edge_inputs("decoder", latent, image)])
+            else:
+                x = np.concatenate([rng.random((PROBE_BATCH, *image), dtype=np.float32),
+                                    edge_inputs("encoder", latent, image)])
+            for name, value in zip(names, session.run(names, with_labels(spec.input_names, x, g.num_classes))):
+                if value.dtype == np.float32 and value.size:
+                    with np.errstate(invalid="ignore"):
+                        top = float(np.nanmax(np.abs(value))) if np.isfinite(value).all() else float("inf")
+                    peak[name] = max(peak.get(name, 0.0), top)
+    blocked = [n.name for n in model.graph.node
+               if any(peak.get(t, 0.0) > FP16_SAFE_MAX for t in (*n.input, *n.output))]
+    return blocked, max(peak.values(), default=0.0)
+
+
+def fp16_mixed(src: Path, dst: Path, spec: GraphSpec, loaded: Any, images: np.ndarray | None) -> None:
+    """float16 except the nodes `overflow_nodes` finds, which ONNX Runtime's converter keeps in
+    float32 (node_block_list) with casts around them."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = onnx.load(str(src))
+    for i, node in enumerate(model.graph.node):  # the converter's block list works on node names
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    blocked, _ = overflow_nodes(model, spec, loaded)
+    model = convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
+    wrapper = OnnxModel(model)
+    _drop_round_trips(wrapper)
+    wrapper.topological_sort()
+    onnx.save_model(wrapper.model, str(dst), save_as_external_data=False)
+
+
+def _drop_round_trips(wrapper: Any) -> None:
+    """The converter casts every blocked node's output to float16 and back to float32 for the
+    next blocked node: the round trip is the very overflow the block list avoids (an activation
+    of 186,000 became inf between two float32 nodes). A Cast to float32 reading a Cast to
+    float16 (or the reverse) reads the first Cast's input instead; the Casts left without a
+    reader, or from a type to itself, are removed."""
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    producers = wrapper.output_name_to_node()
+    for node in wrapper.nodes():
+        parent = producers.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+        if parent is not None and parent.op_type == "Cast":
+            to = {a.name: a.i for a in node.attribute}.get("to")
+            parent_to = {a.name: a.i for a in parent.attribute}.get("to")
+            if {to, parent_to} == floats:
+                node.input[0] = parent.input[0]
+    wrapper.prune_graph()
+    wrapper.remove_useless_cast_nodes()

@@ -11,6 +11,7 @@ this module imports nothing heavy, so the CLI can build its choices from it).
 | `int8`        | `<graph>.int8.onnx`       | dynamic int8 weights (quantize_dynamic)                 | PSNR, mu bounds |
 | `int8-static` | `<graph>.int8-static.onnx`| static QDQ int8, calibrated (quantize_static)           | PSNR, mu bounds |
 | `fp16`        | `<graph>.fp16.onnx`       | float16 weights and compute, float32 I/O                | PSNR, mu bounds |
+| `fp16-mixed`  | `<graph>.fp16-mixed.onnx` | fp16, overflowing nodes (measured) kept in float32      | PSNR, mu bounds |
 | `ort`         | `<graph>.ort`             | ORT format for mobile/minimal builds                    | atol/rtol |
 | `optimized`   | `<graph>.optimized.onnx`  | the offline-optimised ONNX, written by `--variant ort`  | atol/rtol |
 """
@@ -44,6 +45,9 @@ REGISTRY: dict[str, Variant] = {v.name: v for v in (
             builder="int8_static", reduced=True, mu_tol=(0.25, 0.05), mu_edge_tol=(0.5, 0.05), calibrated=True),
     Variant("fp16", "float16 weights and compute, float32 inputs and outputs", built_by="fp16",
             builder="fp16", reduced=True, mu_tol=(1e-2, 1e-2), mu_edge_tol=(1e-2, 1e-2)),
+    # Same bounds as fp16: the nodes that would overflow run in float32, the rest in float16.
+    Variant("fp16-mixed", "float16, with the nodes whose activations exceed float16's range kept in float32",
+            built_by="fp16-mixed", builder="fp16_mixed", reduced=True, mu_tol=(1e-2, 1e-2), mu_edge_tol=(1e-2, 1e-2)),
     Variant(ORT_FORMAT, "ORT format for ONNX Runtime mobile/minimal builds", built_by=ORT_FORMAT, builder="ort_format"),
     Variant("optimized", "offline-optimised ONNX, written beside the .ort file", built_by=ORT_FORMAT),
 )}

@@ -1,0 +1,294 @@
+"""diffusers autoencoders (`--model diffusers:AutoencoderKL`, `diffusers:AutoencoderTiny`, ...):
+loading them safely from a local directory, and the graph wrappers of the contract.
+
+Loading (`load_diffusers`), every check before any weight is read into a model:
+- `--model diffusers:NAME` resolves only classes of the `diffusers` package whose name starts
+  with `Autoencoder` and that have `encode` and `decode` (a manifest may record the name: it is
+  never code to import beyond this allow-list).
+- `--checkpoint DIR` is a `save_pretrained` directory (config.json + safetensors) or a pipeline
+  directory with a `vae/` subfolder. Local files only: the hub is never asked.
+- safetensors only: a directory with only `diffusion_pytorch_model.bin` (a pickle) is refused.
+- config.json: keys diffusers would silently ignore are refused (a typo such as
+  `latent_channel` would otherwise export a model of the default size); numbers and lists are
+  bounded; `_class_name`, when present, must name the requested class.
+- the parameter count, from the model built on the `meta` device (no memory), times 4 bytes
+  must fit in the memory available now.
+- the tensors go through the project's checks (`checkpoint.read_state_dict`: plain dense
+  tensors, bounded sizes; finite values; exact keys and shapes).
+
+Graphs (docs/contract.md, DESIGN.md section 2): pixels in [0, 1] at both ends, the [-1, 1] maps
+inside. Encoder: `x -> encode(2x - 1)`; AutoencoderKL gives `latent_dist.mean` and
+`latent_dist.logvar` as diffusers computes them (logvar clamped to [-30, 20] by diffusers'
+DiagonalGaussianDistribution); AutoencoderTiny is deterministic (no variance): `mu` is its
+latent and `logvar` the constant `TINY_LOGVAR` = -30 (diffusers' own lower clamp: std 3e-7, so
+z = mu + eps * std is mu to float32 precision). Decoder: `z -> clamp((decode(z).sample + 1) / 2,
+0, 1)`, as diffusers' image processor post-processes. The pipeline's `scaling_factor` and
+`shift_factor` are NOT applied: they are in the metadata for the pipeline to apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vae_export.artifacts import sha256_file
+from vae_export.errors import UsageError, VAEExportError, first_line
+
+PREFIX = "diffusers:"
+CLASS_PREFIX = "Autoencoder"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+PICKLE_NAME = "diffusion_pytorch_model.bin"
+PIPELINE_SUBFOLDER = "vae"
+NATIVE_RANGE = "[-1, 1]"
+TINY_LOGVAR = -30.0  # diffusers' DiagonalGaussianDistribution clamps logvar to [-30, 20]
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_INT = 1 << 16  # channels, blocks, sizes: the SD VAE's largest is 512
+MAX_CONFIG_LIST = 64
+EXPORT_SIZE_LATENT = 8  # default export size: 8 latent cells a side (64x64 for a stride-8 VAE)
+MIN_EXPORT_SIZE = 64
+# fp32 parity on verify's edge inputs (all-zero and all-one images, z at +-4 sigma): GroupNorm
+# of a near-constant feature map divides by a standard deviation near 0 (eps 1e-6), amplifying
+# float32 rounding up to 1000x. Measured on random-weight AutoencoderKL configs: max abs 2e-5 at
+# 64x64, 3.7e-4 at 128x128 (random inputs: 1e-6). Optimum's single check uses 3e-4 everywhere.
+EDGE_FP32_ATOL = 1e-3
+
+
+def is_diffusers_ref(model_ref: str | None) -> bool:
+    return model_ref is not None and model_ref.startswith(PREFIX)
+
+
+def resolve_class(model_ref: str) -> type:
+    """`diffusers:AutoencoderKL` -> the class; only diffusers' own autoencoders qualify."""
+    name = model_ref[len(PREFIX):]
+    try:
+        import diffusers
+    except ImportError:
+        raise UsageError(f"--model {model_ref}: diffusers is not installed; pip install 'vae-export[diffusers]'") from None
+    if not name.startswith(CLASS_PREFIX) or not name.isidentifier():
+        raise UsageError(f"--model {model_ref!r}: expected diffusers:{CLASS_PREFIX}<Name>, e.g. diffusers:AutoencoderKL "
+                         "or diffusers:AutoencoderTiny")
+    cls = getattr(diffusers, name, None)
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.ModelMixin) \
+            or not (callable(getattr(cls, "encode", None)) and callable(getattr(cls, "decode", None))):
+        known = sorted(n for n in dir(diffusers) if n.startswith(CLASS_PREFIX))
+        raise UsageError(f"--model {model_ref!r}: diffusers {diffusers.__version__} has no autoencoder {name!r} with "
+                         f"encode/decode (found {', '.join(known[:6])} ...)")
+    return cls
+
+
+def model_directory(checkpoint: Path) -> Path:
+    """The directory holding config.json: DIR itself, or a pipeline's DIR/vae."""
+    if not checkpoint.is_dir():
+        what = "not found" if not checkpoint.exists() else "a file"
+        raise UsageError(f"--checkpoint {checkpoint}: {what}; a diffusers model is a directory (save_pretrained, "
+                         f"with {CONFIG_NAME} and {WEIGHTS_NAME}) or a pipeline directory with {PIPELINE_SUBFOLDER}/")
+    for directory in (checkpoint, checkpoint / PIPELINE_SUBFOLDER):
+        if (directory / CONFIG_NAME).is_file():
+            return directory
+    raise UsageError(f"--checkpoint {checkpoint}: expected {CONFIG_NAME} in it or in {PIPELINE_SUBFOLDER}/, found neither")
+
+
+def weights_file(directory: Path) -> Path:
+    path = directory / WEIGHTS_NAME
+    if path.is_file():
+        return path
+    if (directory / PICKLE_NAME).is_file():
+        raise VAEExportError(f"--checkpoint {directory}: only {PICKLE_NAME} (a pickle, which can run code) found; "
+                             f"refused: save the model with safe_serialization=True to get {WEIGHTS_NAME}")
+    others = sorted(p.name for p in directory.glob("*.safetensors"))
+    found = f"found {', '.join(others)}" if others else "found no .safetensors file"
+    raise VAEExportError(f"--checkpoint {directory}: expected {WEIGHTS_NAME}, {found}")
+
+
+def read_config(path: Path, cls: type) -> dict[str, Any]:
+    """config.json, bounded and checked for the class it names."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ValueError(f"larger than {MAX_CONFIG_BYTES} bytes")
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise VAEExportError(f"{path}: not a valid config ({first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise VAEExportError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    named = config.get("_class_name")
+    if named is not None and named != cls.__name__:
+        raise VAEExportError(f"{path}: _class_name is {json.dumps(named)[:60]}, but --model asks for "
+                             f"diffusers:{cls.__name__}")
+    for key, value in config.items():
+        _check_value(path, key, value)
+    return config
+
+
+def _check_value(path: Path, key: str, value: Any) -> None:
+    """Bounds on every number and list: sizes that would take the model past any real VAE
+    are refused before anything is built, even on the meta device."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or abs(value) > MAX_CONFIG_INT:
+            raise VAEExportError(f"{path}: {key} = {value} is out of range (at most {MAX_CONFIG_INT} in magnitude)")
+        return
+    if isinstance(value, list):
+        if len(value) > MAX_CONFIG_LIST:
+            raise VAEExportError(f"{path}: {key} has {len(value)} entries, more than {MAX_CONFIG_LIST}")
+        for item in value:
+            _check_value(path, key, item)
+        return
+    raise VAEExportError(f"{path}: {key} holds {type(value).__name__}; expected numbers, strings or lists")
+
+
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """diffusers logs ignored config keys as a warning; we refuse them instead."""
+    logger = logging.getLogger("diffusers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), else the physical memory."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def build_model(cls: type, config: dict[str, Any], path: Path) -> nn.Module:
+    """The model from its config: built first on the meta device (no memory) to refuse unknown
+    keys and sizes past the memory available, then for real."""
+    with _quiet_diffusers():
+        init, _unused, _hidden = cls.extract_init_dict(dict(config))
+        try:
+            with torch.device("meta"):
+                meta = cls(**init)
+        except Exception as exc:  # diffusers' own checks (block counts that disagree, ...)
+            raise VAEExportError(f"{path}: diffusers cannot build {cls.__name__} from it ({first_line(exc)})") from None
+    # Keys the class writes itself (AutoencoderTiny registers block_out_channels) are known too.
+    known = set(init) | set(meta.config)
+    unknown = sorted(k for k in config if not k.startswith("_") and k not in known)
+    if unknown:
+        raise VAEExportError(f"{path}: unknown config keys {', '.join(unknown[:4])} (diffusers would ignore them "
+                             f"silently); expected keys of {cls.__name__}: {', '.join(sorted(init)[:8])} ...")
+    params = sum(p.numel() for p in meta.parameters())
+    need, have = params * 4, available_memory()
+    if need > have:
+        raise VAEExportError(f"{path}: the config asks for {params:,} parameters ({need / 2**30:.1f} GiB in float32), "
+                             f"more than the {have / 2**30:.1f} GiB of memory available; refused")
+    with _quiet_diffusers():
+        return cls(**init)
+
+
+def checkpoint_digest(config_path: Path, weights: Path) -> str:
+    """One sha256 for the directory's two files (config and weights): a changed config (a
+    different scaling_factor, say) changes it too."""
+    lines = f"{CONFIG_NAME} {sha256_file(config_path)}\n{WEIGHTS_NAME} {sha256_file(weights)}\n"
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def load_weights(model: nn.Module, weights: Path) -> None:
+    """The tensors through the project's checks, diffusers' renames of old attention keys
+    (query/key/value -> to_q/to_k/to_v, as its own loader does), then a strict load."""
+    from vae_export.checkpoint import check_finite, check_keys, read_state_dict
+
+    state, _ = read_state_dict(weights)
+    check_finite(state, weights)
+    state = dict(state)
+    fix = getattr(model, "_fix_state_dict_keys_on_load", None)
+    if callable(fix):
+        fix(state)
+    check_keys(state, model.state_dict(), weights)
+    model.load_state_dict(state, strict=True)
+
+
+class DiffusersVAE(nn.Module):
+    """A diffusers autoencoder behind the contract's API: encode(x in [0, 1]) -> (mu, logvar),
+    decode(z) -> x_hat in [0, 1]. Export, verify and bench all run this same module."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.vae.encode(2.0 * x - 1.0)
+        dist = getattr(out, "latent_dist", None)
+        if dist is not None:
+            return dist.mean, dist.logvar
+        mu = out.latents if hasattr(out, "latents") else out[0]
+        return mu, torch.full_like(mu, TINY_LOGVAR)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return ((self.vae.decode(z).sample + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def _stride(cls: type, config: dict[str, Any]) -> int:
+    """Image size over latent size, from the config (the trial encodes confirm it)."""
+    blocks = config.get("block_out_channels") or config.get("decoder_block_out_channels") or (0,)
+    return 2 ** max(len(blocks) - 1, 0)
+
+
+def metadata(cls: type, config: dict[str, Any]) -> dict[str, str]:
+    """The graphs' extra metadata (docs/contract.md): native range and the pipeline's latent
+    scaling, recorded, not applied."""
+    shift = config.get("shift_factor")
+    return {
+        "native_range": NATIVE_RANGE,
+        "scaling_factor": json.dumps(config.get("scaling_factor", getattr(cls, "scaling_factor", None))),
+        "shift_factor": json.dumps(shift),
+    }
+
+
+def load_diffusers(checkpoint: Path, model_ref: str, image_shape: tuple[int, int, int] | None = None,
+                   dynamic_size: bool = True) -> Any:
+    """Load and split a diffusers autoencoder into the contract's graphs (a `LoadedModel`).
+
+    The graphs always have a symbolic height and width (diffusers' autoencoders are fully
+    convolutional): `dynamic_size` is accepted for the common signature and implied. The
+    export size defaults to 8 latent cells a side, at least 64x64."""
+    from vae_export.checkpoint import (LoadedModel, _DecodeGraph, _EncodeGraph, _trial_decode, _trial_encode,
+                                       _trial_second_size)
+    from vae_export.contract import Geometry
+
+    cls = resolve_class(model_ref)
+    directory = model_directory(checkpoint)
+    weights = weights_file(directory)
+    config_path = directory / CONFIG_NAME
+    config = read_config(config_path, cls)
+    vae = build_model(cls, config, config_path)
+    load_weights(vae, weights)
+    module = DiffusersVAE(vae.eval()).eval()
+    stride = _stride(cls, config)
+    if image_shape is None:
+        side = max(MIN_EXPORT_SIZE, EXPORT_SIZE_LATENT * stride)
+        image_shape = (int(vae.config.get("in_channels", 3)), side, side)
+    encoder = _EncodeGraph(module).eval()
+    latent = _trial_encode(encoder, image_shape, directory)
+    reshape = _trial_decode(module, latent, image_shape, directory)
+    found = _trial_second_size(encoder, module, image_shape, latent, reshape, directory)
+    public = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+    return LoadedModel(
+        encoder=encoder,
+        decoder=_DecodeGraph(module, image_shape, reshape=False).eval(),
+        geometry=Geometry(image_shape, latent, True, found),
+        checkpoint=directory,
+        checkpoint_sha256=checkpoint_digest(config_path, weights),
+        source=f"{PREFIX}{cls.__name__}",
+        config={"diffusers": public, "class": cls.__name__, "image_shape": list(image_shape),
+                "latent_shape": list(latent)},
+        extra_metadata=metadata(cls, public),
+    )
