@@ -222,23 +222,24 @@ TINY_TAESD_CONFIG = dict(encoder_block_out_channels=(8, 8), decoder_block_out_ch
                          num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4)
 
 
+def _save_pretrained(tmp_path_factory, class_name: str, config: dict) -> Path:
+    """A random diffusers model of `class_name`, written by diffusers' own save_pretrained."""
+    diffusers = pytest.importorskip("diffusers")
+    d = tmp_path_factory.mktemp(class_name)
+    torch.manual_seed(0)
+    getattr(diffusers, class_name)(**config).save_pretrained(d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def kl_dir(tmp_path_factory) -> Path:
-    """A tiny random AutoencoderKL (stride 2), written by diffusers' own save_pretrained."""
-    diffusers = pytest.importorskip("diffusers")
-    d = tmp_path_factory.mktemp("kl")
-    torch.manual_seed(0)
-    diffusers.AutoencoderKL(**TINY_KL_CONFIG).save_pretrained(d)
-    return d
+    """A tiny random AutoencoderKL (stride 2)."""
+    return _save_pretrained(tmp_path_factory, "AutoencoderKL", TINY_KL_CONFIG)
 
 
 @pytest.fixture(scope="session")
 def taesd_dir(tmp_path_factory) -> Path:
-    diffusers = pytest.importorskip("diffusers")
-    d = tmp_path_factory.mktemp("taesd")
-    torch.manual_seed(0)
-    diffusers.AutoencoderTiny(**TINY_TAESD_CONFIG).save_pretrained(d)
-    return d
+    return _save_pretrained(tmp_path_factory, "AutoencoderTiny", TINY_TAESD_CONFIG)
 
 
 def _export_diffusers(tmp_path_factory, name: str, model_dir: Path, *extra: str) -> Path:
