@@ -373,3 +373,31 @@ def test_run_conditional_draws_class_pictures(tmp_path, runner):
     for name in ("classes.png", "class_interpolation.png", "samples.png", "reconstructions.png"):
         assert (tmp_path / name).stat().st_size > 500
     assert json.loads((tmp_path / "train_metrics.json").read_text())["model_config"]["num_classes"] == 10
+
+
+@pytest.mark.parametrize("command", [["encode", "{input}", "--output", "{out}.parquet"],
+                                     ["generate", "-n", "4", "--output", "{out}.parquet"],
+                                     ["serve", "--port", "1"]])
+def test_scale_commands_without_labels_refuse_conditional_models(m2_dir, runner, tmp_path, command):
+    pytest.importorskip("ray")
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 1, 28, 28), np.float32))
+    args = [a.format(input=x, out=tmp_path / "out") for a in command]
+    result = runner.invoke(main, [*args, "--artifacts", str(m2_dir)])
+    assert result.exit_code == 2
+    one_line_error(result, command[0], "conditional model (10 classes)", "takes no labels")
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_score_marginalises_a_conditional_model(m2_dir, runner, tmp_path, digits):
+    pytest.importorskip("ray")
+    x = tmp_path / "x.npy"
+    np.save(x, digits.test[:4].numpy())
+    out = tmp_path / "scores.parquet"
+    result = runner.invoke(main, ["score", str(x), "--output", str(out), "--artifacts", str(m2_dir), "--quiet"])
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(out).column("score").to_numpy()
+    want = VAE(m2_dir / "encoder.onnx", m2_dir / "decoder.onnx").anomaly_score(digits.test[:4].numpy())
+    np.testing.assert_allclose(scores, want, rtol=1e-4)

@@ -151,6 +151,7 @@ def register(main: click.Group) -> None:
             vae-export serve --port 8000 --replicas 2 --max-batch-size 32
         """
         _need_scale()
+        _refuse_conditional("serve", artifacts)
         from vae_export.scale.serve import ServeConfig, start_server, stop_server
 
         config = ServeConfig(artifacts.resolve(), variant, replicas, max_batch_size, batch_wait_ms / 1000.0, max_rows)
@@ -202,10 +203,27 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _refuse_conditional(command: str, artifacts: Path) -> None:
+    """encode, generate and serve feed no class: a conditional model's graphs need one per row.
+    (score works: without labels the anomaly score marginalises over the classes.)"""
+    from vae_export.errors import VAEExportError
+    from vae_export.manifest import Manifest
+
+    try:
+        geometry = Manifest.read(artifacts).model.geometry
+    except VAEExportError:
+        return  # no manifest: the command's own checks report what is missing
+    if geometry.conditional:
+        raise UsageError(f"{command}: {artifacts} holds a conditional model ({geometry.num_classes} classes) and "
+                         f"`{command}` takes no labels; use the runtime's labels= (vae_export.runtime), or `score`")
+
+
 def _job(kind: str, input_path: Path | None, output: Path, column: str, artifacts: Path, variant: str, engine: str,
          address: str | None, batch_size: int, workers: int | None, quiet: bool, json_path: Path | None,
          seed: int = 0, samples: int = 1, count: int | None = None) -> None:
     _need_scale()
+    if kind != "score":
+        _refuse_conditional(kind, artifacts)
     from vae_export.artifacts import atomic_write_json, ensure_dir
     from vae_export.scale.inputs import open_source
     from vae_export.scale.jobs import parquet_writer, png_writer, run_job
