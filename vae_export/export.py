@@ -213,6 +213,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
     module is given)."""
     from vae_export.inputs import with_labels
     from vae_export.ortsession import make_session, run_limited
+    from vae_export.parity import torch_outputs
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
@@ -231,11 +232,8 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
         if any(o.shape[0] != batch for o in outputs):
             raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
         if module is not None:
-            with torch.inference_mode():
-                expected = module(*(torch.from_numpy(feeds[name]) for name in spec.input_names))
-            expected = expected if isinstance(expected, tuple) else (expected,)
-            for name, got, want in zip(spec.output_names, outputs, expected):
-                if got.shape != tuple(want.shape) or not np.allclose(got, want.numpy(), atol=1e-4, rtol=1e-3):
+            for name, got, want in zip(spec.output_names, outputs, torch_outputs(module, spec.input_names, feeds)):
+                if got.shape != want.shape or not np.allclose(got, want, atol=1e-4, rtol=1e-3):
                     raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch}, "
                                          f"size {size[0]}x{size[1]} right after export")
 

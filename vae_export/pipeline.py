@@ -264,8 +264,8 @@ def draw_pictures(
     test = load_dataset(dataset, data_dir)
     originals = test.test[:16].numpy()
     labels = test.test_labels[:16].numpy() if k and test.test_labels is not None else None
-    paths = [sample_png(artifacts, 64, seed, "fp32", artifacts / "samples.png",
-                        label=None if not k else int(labels[0]) if labels is not None else 0)]
+    # A conditional model's samples.png shows class 0; classes.png below shows every class.
+    paths = [sample_png(artifacts, 64, seed, "fp32", artifacts / "samples.png", label=0 if k else None)]
     pairs = np.stack([originals, vae.reconstruct(originals, labels=labels)], axis=1).reshape(-1, *originals.shape[1:])
     save_png(grid(pairs, columns=8), artifacts / "reconstructions.png")
     mu, _ = vae.encoder.encode(originals[:2], labels=None if labels is None else labels[:2])
