@@ -9,7 +9,8 @@ engines run the same fp32 .onnx with one thread on the same input; ONNX Runtime'
 (`enable_profiling`) and OpenVINO's performance counters (`PERF_COUNT`) give per-node times,
 summed here by op type over `--runs` calls after warm-up. Needs the `peers` extra (OpenVINO).
 `--diffusers DIR` adds PyTorch's profiler on diffusers' own AutoencoderKL (`save_pretrained`
-directory) decoding the same latent (self CPU time by aten op); `--threads` sets every engine's.
+directory) decoding the same latent (self CPU time by aten op); `--threads` sets every engine's;
+`--by-shape` splits ORT's and PyTorch's convolutions by shape, to compare them conv by conv.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ import onnxruntime as ort
 from vae_export.manifest import Manifest
 
 
-def ort_profile(path: Path, x: np.ndarray, runs: int, threads: int = 1, warmup: int = 10) -> dict[str, float]:
+def conv_key(x: list[int], w: list[int]) -> str:
+    """One convolution's shape, the same from both profilers: in -> out channels, kernel, input size
+    (ORT's NCHWc kernels report channel counts padded to their block of 16)."""
+    return f"Conv {w[1]}->{w[0]} k{w[2]} at {x[2]}x{x[3]}"
+
+
+def ort_profile(path: Path, x: np.ndarray, runs: int, threads: int = 1, warmup: int = 10,
+                by_shape: bool = False) -> dict[str, float]:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -44,11 +52,16 @@ def ort_profile(path: Path, x: np.ndarray, runs: int, threads: int = 1, warmup: 
     per_run = len(kernels) // calls
     for event in kernels[-per_run * runs:]:
         # the provider's op type (a fused node keeps its own, e.g. NchwcConv's "Conv" in its domain)
-        totals[event["args"]["op_name"]] += event["dur"] / 1000.0  # us -> ms
+        key = event["args"]["op_name"]
+        if by_shape and key == "Conv":
+            shapes = [next(iter(s.values())) for s in event["args"]["input_type_shape"]]
+            key = conv_key(shapes[0], shapes[1])
+        totals[key] += event["dur"] / 1000.0  # us -> ms
     return {k: v / runs for k, v in totals.items()}
 
 
-def torch_profile(directory: Path, z: np.ndarray, runs: int, threads: int = 1, warmup: int = 1) -> dict[str, float]:
+def torch_profile(directory: Path, z: np.ndarray, runs: int, threads: int = 1, warmup: int = 1,
+                  by_shape: bool = False) -> dict[str, float]:
     """diffusers' AutoencoderKL.decode on `z` under torch.profiler: self CPU time by aten op."""
     import torch
     from diffusers import AutoencoderKL
@@ -59,10 +72,14 @@ def torch_profile(directory: Path, z: np.ndarray, runs: int, threads: int = 1, w
     with torch.inference_mode():
         for _ in range(warmup):
             vae.decode(latent)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=by_shape) as prof:
             for _ in range(runs):
                 vae.decode(latent)
-    return {e.key: e.self_cpu_time_total / 1000.0 / runs for e in prof.key_averages()}
+    totals: dict[str, float] = collections.Counter()
+    for e in prof.key_averages(group_by_input_shape=by_shape):
+        conv = by_shape and e.key == "aten::mkldnn_convolution"
+        totals[conv_key(*e.input_shapes[:2]) if conv else e.key] += e.self_cpu_time_total / 1000.0 / runs
+    return totals
 
 
 def openvino_profile(path: Path, x: np.ndarray, runs: int, precision: str = "f32", threads: int = 1,
@@ -99,6 +116,7 @@ def main() -> int:
     parser.add_argument("--engines", default="onnxruntime,openvino,openvino-bf16",
                         help="comma-separated: onnxruntime, openvino, openvino-bf16 (and torch with --diffusers)")
     parser.add_argument("--diffusers", type=Path, default=None, help="a diffusers AutoencoderKL save_pretrained directory")
+    parser.add_argument("--by-shape", action="store_true", help="ORT and PyTorch: convolutions by shape, not summed")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     g = Manifest.read(args.artifacts).model.geometry
@@ -106,13 +124,13 @@ def main() -> int:
     x = np.random.default_rng(0).random((args.batch, *shape), dtype=np.float32)
     path = args.artifacts / f"{args.graph}.onnx"
     t, n = args.threads, args.warmup
-    engines = {"onnxruntime": ("onnxruntime", lambda p, v, r: ort_profile(p, v, r, t, n)),
+    engines = {"onnxruntime": ("onnxruntime", lambda p, v, r: ort_profile(p, v, r, t, n, args.by_shape)),
                "openvino": ("openvino f32", lambda p, v, r: openvino_profile(p, v, r, "f32", t, n)),
                "openvino-bf16": ("openvino default precision (bf16 on AVX-512 BF16 CPUs)",
                                  lambda p, v, r: openvino_profile(p, v, r, "bf16", t, n))}
     if args.diffusers is not None:
         engines["torch"] = ("pytorch eager (diffusers, self CPU time)",
-                            lambda p, v, r: torch_profile(args.diffusers, v, r, t, n))
+                            lambda p, v, r: torch_profile(args.diffusers, v, r, t, n, args.by_shape))
     for key in (k for k in args.engines.split(",") + (["torch"] if args.diffusers else []) if k):
         engine, profile = engines[key]
         times = profile(path, x, args.runs)
