@@ -401,3 +401,16 @@ def test_score_marginalises_a_conditional_model(m2_dir, runner, tmp_path, digits
     scores = pq.read_table(out).column("score").to_numpy()
     want = VAE(m2_dir / "encoder.onnx", m2_dir / "decoder.onnx").anomaly_score(digits.test[:4].numpy())
     np.testing.assert_allclose(scores, want, rtol=1e-4)
+
+
+def test_against_compares_every_graph_of_a_conditional_model(m2_dir, exported_dir, runner, tmp_path):
+    small = ["--batch-sizes", "1", "--rounds", "6", "--iterations", "5", "--warmup", "2"]
+    result = runner.invoke(main, ["bench", "--artifacts", str(m2_dir), "--against", str(m2_dir), *small,
+                                  "--json", str(tmp_path / "ab.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "ab.json").read_text())["results"]
+    assert [r["graph"] for r in rows] == ["encoder", "decoder", "classifier"]
+    # an unconditional model's graphs are not comparable with a conditional one's
+    result = runner.invoke(main, ["bench", "--artifacts", str(m2_dir), "--against", str(exported_dir), *small])
+    assert result.exit_code == 2
+    one_line_error(result, "model num_classes is 0", "cannot be compared")

@@ -21,9 +21,8 @@ import numpy as np
 
 from vae_export import abtest
 from vae_export.bench import _calls_to_fill, _round, environment, ort_call, stats
-from vae_export.contract import GRAPHS
 from vae_export.errors import CheckFailed, UsageError
-from vae_export.inputs import bench_input
+from vae_export.inputs import bench_input, with_labels
 from vae_export.manifest import ArtifactEntry, Manifest
 from vae_export.options import AgainstOptions
 from vae_export.ortsession import make_session, providers_for
@@ -73,27 +72,30 @@ def against(
     rounds: int = DEFAULT_ROUNDS,
     min_time_s: float = DEFAULT_MIN_TIME_S,
     max_regression: float = AgainstOptions.max_regression,
-    graphs: tuple[str, ...] = ("encoder", "decoder"),
+    graphs: tuple[str, ...] | None = None,
     variants: tuple[str, ...] | None = None,
     progress: Progress = SILENT,
 ) -> dict[str, Any]:
-    """The A/B report: bench rows of NEW (p50_ms, ...) with the OLD side and the verdict."""
+    """The A/B report: bench rows of NEW (p50_ms, ...) with the OLD side and the verdict.
+    `graphs`: roles to time (default: every graph NEW's model has)."""
     if rounds < abtest.MIN_ROUNDS:
         raise UsageError(f"--rounds: expected at least {abtest.MIN_ROUNDS} for a 95 % interval, found {rounds}")
     new_manifest, old_manifest = Manifest.read(new_dir), Manifest.read(old_dir)
     g = new_manifest.model.geometry
-    for key in ("latent_shape", "image_shape"):
-        new_value, old_value = getattr(new_manifest.model, key), getattr(old_manifest.model, key)
+    graphs = graphs or tuple(spec.role for spec in g.specs())
+    for key in ("latent_shape", "image_shape", "num_classes"):
+        new_value, old_value = getattr(new_manifest.model.geometry, key), getattr(old_manifest.model.geometry, key)
         if new_value != old_value:
-            raise UsageError(f"--against {old_dir}: model {key} is {list(old_value)}, but "
-                             f"{new_dir} has {list(new_value)}; the rows cannot be compared")
+            shown = [list(v) if isinstance(v, tuple) else v for v in (old_value, new_value)]
+            raise UsageError(f"--against {old_dir}: model {key} is {shown[0]}, but "
+                             f"{new_dir} has {shown[1]}; the rows cannot be compared")
     pairs, unmatched = _matching(new_manifest, old_manifest, graphs, variants)
     if not pairs:
         raise UsageError(f"--against {old_dir}: no graph and variant in common with {new_dir}")
     provider = providers_for(device)[0]
     results: list[dict[str, Any]] = []
     for role in graphs:
-        spec = GRAPHS[role]
+        spec = g.spec(role)
         sessions = [(new_e, old_e, make_session(new_dir / new_e.file, device, threads, spec=spec),
                      make_session(old_dir / old_e.file, device, threads, spec=spec))
                     for new_e, old_e in pairs if new_e.graph == role]
@@ -101,7 +103,7 @@ def against(
             if not sessions:
                 break
             # One input for both sides, at the size the graphs were exported at.
-            x = bench_input(role, batch, g.latent_shape, g.image_shape)
+            x = with_labels(spec.input_names, bench_input(role, batch, g.latent_shape, g.image_shape), g.num_classes)
             progress(f"against {role} batch {batch:>4}: {', '.join(n.variant for n, *_ in sessions)}, {rounds} rounds")
             calls = [ort_call(s, spec, x, device) for _, _, new_s, old_s in sessions for s in (new_s, old_s)]
             timings = time_paired_rounds(calls, warmup, iterations, rounds, min_time_s)
