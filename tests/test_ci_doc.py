@@ -53,7 +53,14 @@ def test_workflow_commands_run(which, trained_dir, runner, tmp_path, monkeypatch
     ran = []
     for args in commands(workflows()[which]):
         result = runner.invoke(main, args)
-        assert result.exit_code == 0, (args, result.output)
+        if "--baseline" in args and result.exit_code == 1:
+            # Two separate bench runs on a machine shared with other work may truly differ
+            # by more than 1.10x: the gate saying so is the command working as written (the
+            # paired --against workflow above is the one that holds under load). Anything but
+            # the gate's verdict still fails.
+            assert "slower than 1.1x the baseline" in result.output, (args, result.output)
+        else:
+            assert result.exit_code == 0, (args, result.output)
         ran.append(args[0] + (" --against" if "--against" in args else " --baseline" if "--baseline" in args else ""))
     if which == 0:
         assert ran == ["export", "export", "bench --against"]
