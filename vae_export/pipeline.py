@@ -56,9 +56,6 @@ def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress
         option = "--labels" if semi else "--conditional"
         raise UsageError(f"{option}: dataset {o.dataset!r} in {o.data_dir} has no labels (the two *-labels-idx1-ubyte "
                          "files); train without it, or add them")
-    if semi and not 0 < o.labels < len(data.train):  # type: ignore[operator]
-        raise UsageError(f"--labels {o.labels}: expected 1..{len(data.train) - 1} (fewer than the "
-                         f"{len(data.train)} training images of {o.dataset}, so some stay unlabelled)")
     classes = data.class_names if o.conditional or semi else ()
     default_epochs = (DEFAULT_M2_EPOCHS if semi else DEFAULT_EPOCHS)[o.dataset]
     config = TrainConfig(epochs=o.epochs or default_epochs, batch_size=o.batch_size, lr=o.lr,
