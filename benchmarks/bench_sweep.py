@@ -22,13 +22,13 @@ import json
 import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ceilings import measure as measure_ceilings
+from vae_export import calibration
 from vae_export.bench import bench, environment, torch_call
 from vae_export.checkpoint import load_model, save_checkpoint
 from vae_export.data import load_digits
@@ -39,22 +39,9 @@ from vae_export.variants import REDUCED, VARIANTS
 
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
-    """Best-of single-thread torch.mm throughput in GFLOP/s (2 n^3 flops per product)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, b = torch.rand(n, n), torch.rand(n, n)
-        for _ in range(3):
-            torch.mm(a, b)
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter_ns()
-            torch.mm(a, b)
-            best = min(best, time.perf_counter_ns() - start)
-        return 2 * n**3 / best  # flops per ns = GFLOP/s
-    finally:
-        torch.set_num_threads(previous)
+def matmul_gflops() -> float:
+    """Best-of single-thread torch.mm throughput in GFLOP/s: the machine's ceiling for Gemms."""
+    return calibration.matmul_gflops(n=1024, repeats=20, statistic=np.min)
 
 
 def decoder_flops(latent: int, hidden: int, pixels: int, batch: int) -> int:

@@ -5,6 +5,7 @@ can be compared on normalised time (`abtest.unpaired`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,12 @@ MATMUL_N = 128
 REPEATS = 400
 
 
-def matmul_gflops(n: int = MATMUL_N, repeats: int = REPEATS) -> float:
-    """Median single-thread float32 torch.mm throughput in GFLOP/s (2 n^3 flops a product).
-    The median, not the best: the figure should move with the machine's load as latencies do."""
+def matmul_gflops(n: int = MATMUL_N, repeats: int = REPEATS,
+                  statistic: Callable[[Sequence[int]], Any] = np.median) -> float:
+    """Single-thread float32 torch.mm throughput in GFLOP/s (2 n^3 flops a product), from the
+    `statistic` of the products' times. The median by default, not the best: the calibration
+    figure should move with the machine's load as latencies do (benchmarks/bench_sweep.py
+    takes the best, np.min, for the machine's ceiling)."""
     import torch
 
     previous = torch.get_num_threads()
@@ -33,7 +37,7 @@ def matmul_gflops(n: int = MATMUL_N, repeats: int = REPEATS) -> float:
             start = time.perf_counter_ns()
             torch.mm(a, b)
             spent.append(time.perf_counter_ns() - start)
-        return 2 * n**3 / float(np.median(spent))  # flops per ns = GFLOP/s
+        return 2 * n**3 / float(statistic(spent))  # flops per ns = GFLOP/s
     finally:
         torch.set_num_threads(previous)
 
