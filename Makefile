@@ -8,11 +8,11 @@ BIN = $(VENV)/bin
 
 .PHONY: setup setup-gpu run test bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,scale,peers,diffusers]"
+	$(BIN)/python -m pip install --quiet -e ./runtime -e ".[test,scale,peers,diffusers]"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -29,12 +29,17 @@ import torch
 
 from ceilings import measure as measure_ceilings
 from vae_export import calibration
-from vae_export.bench import bench, environment, torch_call
-from vae_export.checkpoint import load_model, save_checkpoint
+from vae_export.bench import bench, environment
+from vae_export.engines import Target
+from vae_export.engines import get as get_engine
+from vae_export.families import load_model
+from vae_export.families.reference import save_checkpoint
 from vae_export.data import load_digits
 from vae_export.export import export
 from vae_export.manifest import Manifest
-from vae_export.train import TrainConfig, train
+from vae_export.options import BenchOptions
+from vae_export.train import train
+from vae_export.training import TrainConfig
 from vae_export.variants import REDUCED, VARIANTS
 
 
@@ -74,12 +79,12 @@ def main() -> int:
     args = parser.parse_args()
     artifacts = args.artifacts or Path(tempfile.mkdtemp(prefix="vae-bench-"))
     timings = prepare(artifacts)
-    loaded = load_model(Manifest.read(artifacts).checkpoint(artifacts))
+    manifest = Manifest.read(artifacts)
+    loaded = load_model(manifest.checkpoint(artifacts))
     limit_before = matmul_gflops()
-    report = bench(artifacts, loaded, threads=args.threads, iterations=args.iterations, warmup=30)
+    report = bench(artifacts, manifest, loaded, BenchOptions(threads=args.threads, iterations=args.iterations, warmup=30))
     limit_after = matmul_gflops()
     limit = max(limit_before, limit_after)
-    manifest = Manifest.read(artifacts)
     model = manifest.model
     pixels = math.prod(model.image_shape)
     hidden = model.config.get("hidden_dim", 400)
@@ -99,7 +104,8 @@ def main() -> int:
     }
     torch.set_num_threads(args.threads)
     z1 = np.random.default_rng(1).standard_normal((1, model.latent_dim)).astype(np.float32)
-    summary.update(measure_ceilings(hidden, pixels, torch_call(loaded.decoder, z1, "cpu"), threads=args.threads))
+    eager = get_engine("torch").open(Target(loaded.geometry.spec("decoder"), module=loaded.decoder)).timed_call({"z": z1})
+    summary.update(measure_ceilings(hidden, pixels, eager, threads=args.threads))
     variants = {r["variant"] for r in rows}
     for v in REDUCED:
         if v in variants:

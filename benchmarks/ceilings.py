@@ -24,9 +24,10 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from vae_export.bench import ort_call, time_interleaved
-from vae_export.contract import GraphSpec
-from vae_export.ortsession import session_options
+from vae_export.bench import time_interleaved
+from vae_export.engines.onnxruntime import bound_call
+from vae_export_runtime.contract import GraphSpec
+from vae_export_runtime.session import session_options
 
 KERNEL = GraphSpec("kernel", "x", ("y",))
 OPSET = 17
@@ -71,7 +72,7 @@ def identity(n: int) -> bytes:
 
 def _bound(model: bytes, x: np.ndarray, threads: int) -> Callable[[], Any]:
     session = ort.InferenceSession(model, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
-    return ort_call(session, KERNEL, x, "cpu")
+    return bound_call(session, KERNEL, {"x": x})
 
 
 def measure(

@@ -47,10 +47,12 @@ CLI = [sys.executable, "-m", "vae_export"]
 def prepare_a(directory: Path) -> None:
     if (directory / "manifest.json").is_file():
         return
-    from vae_export.checkpoint import load_model, save_checkpoint
     from vae_export.data import load_digits
     from vae_export.export import export
-    from vae_export.train import TrainConfig, train
+    from vae_export.families import load_model
+    from vae_export.families.reference import save_checkpoint
+    from vae_export.train import train
+    from vae_export.training import TrainConfig
 
     directory.mkdir(parents=True, exist_ok=True)
     save_checkpoint(train(load_digits(), config=TrainConfig(epochs=5, seed=0)).model, directory / "vae.safetensors")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_export.contract import DECODER
-from vae_export.ortsession import make_session, run_limited
+from vae_export_runtime.contract import DECODER
+from vae_export_runtime.session import make_session, run_limited
 
 
 def main(path: Path) -> None:

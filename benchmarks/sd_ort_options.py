@@ -1,5 +1,5 @@
 """What ONNX Runtime itself offers on the SD-sized VAE decoder, each option timed against the
-project's session (`vae_export.ortsession.make_session`) in one run, alternating, as ratios.
+project's session (`vae_export_runtime.session.make_session`) in one run, alternating, as ratios.
 
     nice -n 19 .venv/bin/python -u benchmarks/sd_ort_options.py /tmp/w17/sd/artifacts/decoder.onnx \\
         --work /tmp/w17b/opts --size 256x256 --threads 2 --rounds 3
@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from vae_export.ortsession import session_options
+from vae_export_runtime.session import session_options
 
 Candidate = tuple[Path, Callable[[ort.SessionOptions], None]]
 

@@ -56,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from vae_export import bench
-    from vae_export.options import ExportOptions, ModelSource, VerifyOptions
+    from vae_export.manifest import Manifest
+    from vae_export.options import BenchOptions, ExportOptions, ModelSource, VerifyOptions
     from vae_export.pipeline import export_into, load_for_manifest, verify_artifacts
 
     model_dir = write_model(args.work / "sd15-vae-random")
@@ -83,10 +84,12 @@ def main() -> None:
         print(f"verify {key:<32} max_abs {w['max_abs']}  min PSNR {w['min_psnr_db']}  nonfinite {w['nonfinite']}  "
               f"failed rows {w['failed']}")
 
-    loaded = load_for_manifest(artifacts)
+    manifest = Manifest.read(artifacts)
+    loaded = load_for_manifest(artifacts, manifest)
     size_list = tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))
-    timing = bench.bench(artifacts, loaded, "cpu", (1,), args.threads, warmup=1, iterations=args.iterations,
-                         graphs=("decoder",), variants=("fp32",), sizes=size_list, rounds=1)  # type: ignore[arg-type]
+    options = BenchOptions(batch_sizes=(1,), threads=args.threads, warmup=1, iterations=args.iterations,
+                           sizes=size_list, rounds=1)  # type: ignore[arg-type]
+    timing = bench.bench(artifacts, manifest, loaded, options, graphs=("decoder",), variants=("fp32",))
     rows = [r.to_json() for r in timing.results]
     for r in rows:
         print(f"decode {r['size'][0]}x{r['size'][1]} {r['engine']:<12} p50 {r['p50_ms'] / 1e3:7.2f} s  "

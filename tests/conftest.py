@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from click.testing import CliRunner
 
-from vae_export.checkpoint import save_checkpoint
+from vae_export.families.reference import save_checkpoint
 from vae_export.data import IDX_FILES, load_digits
-from vae_export.train import TrainConfig, train
+from vae_export.train import train
+from vae_export.training import TrainConfig
 from vae_export.variants import VARIANTS
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
@@ -53,7 +54,7 @@ def checkpoint(tmp_path, trained_dir) -> Path:
 @pytest.fixture(scope="session")
 def exported_dir(tmp_path_factory, trained_dir) -> Path:
     """Read-only for tests: copy it (see `artifacts`) before changing anything."""
-    from vae_export.checkpoint import load_model
+    from vae_export.families import load_model
     from vae_export.export import export
 
     d = tmp_path_factory.mktemp("exported")
@@ -73,7 +74,7 @@ def artifacts(tmp_path, exported_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def variants_dir(tmp_path_factory, trained_dir, digits) -> Path:
-    from vae_export.checkpoint import load_model
+    from vae_export.families import load_model
     from vae_export.export import export
 
     d = tmp_path_factory.mktemp("variants")
@@ -94,7 +95,7 @@ def conv_model(digits):
 @pytest.fixture(scope="session")
 def conv_dir(tmp_path_factory, conv_model) -> Path:
     """Read-only: the conv model exported with --dynamic-size."""
-    from vae_export.checkpoint import load_model
+    from vae_export.families import load_model
     from vae_export.export import export
 
     d = tmp_path_factory.mktemp("conv")
@@ -117,7 +118,7 @@ def m2_model(digits):
 def m2_dir(tmp_path_factory, m2_model) -> Path:
     """Read-only: the M2 model exported (three graphs) with its train_metrics.json."""
     from vae_export.artifacts import atomic_write_json
-    from vae_export.checkpoint import load_model
+    from vae_export.families import load_model
     from vae_export.export import export
 
     d = tmp_path_factory.mktemp("m2")
@@ -131,7 +132,7 @@ def m2_dir(tmp_path_factory, m2_model) -> Path:
 def cond_conv_dir(tmp_path_factory, digits) -> Path:
     """Read-only: a conditional conv model (spatial latent, y as a channel bias), exported
     with --dynamic-size."""
-    from vae_export.checkpoint import load_model
+    from vae_export.families import load_model
     from vae_export.export import export
     from vae_export.model import VAEConfig
 

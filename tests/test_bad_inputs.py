@@ -496,7 +496,8 @@ def _decoder_graph(z_type=TensorProto.FLOAT, z_shape=("batch", 32), out_shape=("
                           [oh.make_tensor_value_info("x_hat", TensorProto.FLOAT, list(out_shape))], inits)
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18)])
     model.ir_version = 9
-    for key, value in (("vae_export.latent_dim", str(latent)), ("vae_export.image_shape", "1,28,28")):
+    for key, value in (("vae_export.role", "decoder"), ("vae_export.latent_dim", str(latent)),
+                       ("vae_export.image_shape", "1,28,28")):
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     return model

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from vae_export.bench import bench, compare_baseline, time_interleaved
-from vae_export.checkpoint import load_model
+from vae_export.families import load_model
 from vae_export.cli import main
-from vae_export.ortsession import session_options
+from vae_export.manifest import Manifest
+from vae_export.options import BenchOptions
+from vae_export_runtime.session import session_options
 from vae_export.reports import BenchReport, BenchRow
 
 ROW_FIELDS = {"graph", "engine", "variant", "provider", "batch", "threads", "p50_ms", "p90_ms", "p99_ms",
@@ -86,7 +88,8 @@ def test_threads_honoured(artifacts):
     loaded = load_model(artifacts / "vae.safetensors")
     loaded.decoder = ThreadProbe(loaded.decoder)
     before = torch.get_num_threads()
-    report = bench(artifacts, loaded, batch_sizes=(2,), threads=2, warmup=1, iterations=3, graphs=("decoder",))
+    options = BenchOptions(batch_sizes=(2,), threads=2, warmup=1, iterations=3)
+    report = bench(artifacts, Manifest.read(artifacts), loaded, options, graphs=("decoder",))
     assert loaded.decoder.seen == {2}
     assert torch.get_num_threads() == before  # restored
     assert report.env["threads"] == 2 and {r.threads for r in report.results} == {2}

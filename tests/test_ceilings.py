@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import load_from_string, numpy_helper
 
-from vae_export.bench import ort_call
-from vae_export.ortsession import session_options
+from vae_export.engines.onnxruntime import bound_call
+from vae_export_runtime.session import session_options
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ceilings  # noqa: E402
@@ -28,7 +28,7 @@ def test_integer_kernel_binds_an_int32_output_and_matches_numpy():
     model = ceilings.matmul_u8s8(40, 24, rng)
     session = _session(model)
     x = rng.integers(0, 256, (5, 40), dtype=np.uint8)
-    (out,) = ort_call(session, ceilings.KERNEL, x, "cpu")()
+    (out,) = bound_call(session, ceilings.KERNEL, {"x": x})()
     w = _initializers(model)["w"].astype(np.int64)
     assert out.dtype == np.int32 and out.shape == (5, 24)
     np.testing.assert_array_equal(out, (x.astype(np.int64) - 128) @ w)
@@ -39,7 +39,7 @@ def test_gemm_kernel_is_the_exporters_linear_layer():
     model = ceilings.gemm_fp32(16, 8, rng)
     inits = _initializers(model)
     x = rng.standard_normal((3, 16)).astype(np.float32)
-    (out,) = ort_call(_session(model), ceilings.KERNEL, x, "cpu")()
+    (out,) = bound_call(_session(model), ceilings.KERNEL, {"x": x})()
     np.testing.assert_allclose(out, x @ inits["w"].T + inits["b"], rtol=1e-5, atol=1e-6)
 
 

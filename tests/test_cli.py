@@ -63,19 +63,24 @@ def test_run_produces_every_file(tmp_path, runner):
 
 
 def test_cli_defaults_match_the_library():
-    from vae_export import bench, parity
-    from vae_export.options import DEFAULT_OPSET
+    """Every default the CLI shows is the options dataclass's: one owner (vae_export/options.py)."""
+    from vae_export.options import DEFAULT_OPSET, BenchOptions, TrainOptions, VerifyOptions
 
     def default(command, name):
         return next(p for p in main.commands[command].params if p.name == name).default
 
-    assert tuple(int(v) for v in default("verify", "batch_sizes").split(",")) == parity.DEFAULT_BATCH_SIZES
-    assert (default("verify", "atol"), default("verify", "rtol")) == (parity.FP32_ATOL, parity.FP32_RTOL)
-    assert tuple(int(v) for v in default("bench", "batch_sizes").split(",")) == bench.DEFAULT_BATCH_SIZES
-    assert (default("bench", "warmup"), default("bench", "iterations")) == (bench.DEFAULT_WARMUP, bench.DEFAULT_ITERATIONS)
-    # None: bench.DEFAULT_MAX_REGRESSION (1.5) with --baseline, abtest.DEFAULT_MAX_REGRESSION (1.10) with --against
-    assert default("bench", "max_regression") is None and bench.DEFAULT_MAX_REGRESSION == 1.5
+    def sizes(text):
+        return tuple(int(v) for v in text.split(","))
+
+    assert sizes(default("verify", "batch_sizes")) == VerifyOptions.batch_sizes
+    assert (default("verify", "atol"), default("verify", "rtol")) == (VerifyOptions.atol, VerifyOptions.rtol)
+    assert sizes(default("bench", "batch_sizes")) == BenchOptions.batch_sizes
+    assert (default("bench", "warmup"), default("bench", "iterations")) == (BenchOptions.warmup, BenchOptions.iterations)
+    # None: BenchOptions' (1.5) with --baseline, AgainstOptions' (1.10) with --against
+    assert default("bench", "max_regression") is None and default("bench", "min_time") is None
     assert default("export", "opset") == DEFAULT_OPSET
+    for name in ("batch_size", "lr", "latent_dim", "hidden_dim", "channels", "latent_channels"):
+        assert default("train", name) == getattr(TrainOptions, name), name
 
 
 def test_python_dash_m():

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from tests.conftest import one_line_error, write_idx_dir
-from vae_export.checkpoint import load_model
+from vae_export.families import load_model
 from vae_export.cli import main
 from vae_export.inputs import label_rows
 from vae_export.manifest import Manifest
 from vae_export.model import VAEConfig, kl_divergence
 from vae_export.runtime import VAE, RuntimeInputError, VAEClassifier, VAEDecoder, VAEEncoder
 from vae_export.semisup import pick_labelled
-from vae_export.train import TrainConfig, train
+from vae_export.train import train
+from vae_export.training import TrainConfig
 
 
 # ---- training -----------------------------------------------------------------------------
@@ -27,7 +28,7 @@ from vae_export.train import TrainConfig, train
 def test_conditional_model_has_lower_test_loss_than_unconditional(digits, trained):
     """The label carries information about the image, so -log p(x | y) < -log p(x): with the same
     recipe the conditional bound must come out lower."""
-    from vae_export.train import negative_elbo
+    from vae_export.training import negative_elbo
 
     config = VAEConfig(num_classes=10, class_names=digits.class_names)
     conditional = train(digits, config, TrainConfig(epochs=30, seed=0))

@@ -13,10 +13,10 @@ from torch import nn
 
 from conftest import one_line_error
 from vae_export.cli import main
-from vae_export.contract import Geometry
+from vae_export_runtime.contract import Geometry
 from vae_export.errors import UsageError
 from vae_export.manifest import Manifest
-from vae_export.ortsession import make_session
+from vae_export_runtime.session import make_session
 from vae_export.runtime import VAE, RuntimeInputError, VAEDecoder
 
 
@@ -98,8 +98,9 @@ def test_runtime_sizes_and_errors(conv_dir):
     np.testing.assert_array_equal(images, decoder.sample(5, seed=0, size=(32, 48)))
     with pytest.raises(RuntimeInputError, match="multiples of 4"):
         decoder.sample(2, size=(30, 30))
-    with pytest.raises(RuntimeInputError, match="symbolic image size; pass size"):
-        decoder.sample(2)
+    # No size: the export size the graph records (metadata export_size), decided nowhere else.
+    assert decoder.default_size == (28, 28) and decoder.sample(2, seed=0).shape == (2, 1, 28, 28)
+    np.testing.assert_array_equal(decoder.sample(2, seed=0), decoder.sample(2, seed=0, size=(28, 28)))
     with pytest.raises(RuntimeInputError, match=r"z: expected shape \[batch, 4, latent_height, latent_width\]"):
         decoder.decode(np.zeros((1, 3, 7, 7), np.float32))  # wrong channel count
     with pytest.raises(RuntimeInputError, match=r"expected shape \[batch, 4, latent_height"):

@@ -1,4 +1,4 @@
-"""diffusers' AutoencoderKL and AutoencoderTiny (vae_export/hf.py, vae_export/tiling.py): tiny
+"""diffusers' AutoencoderKL and AutoencoderTiny (vae_export/families/diffusers.py, vae_export_runtime/tiling.py): tiny
 random configs written with save_pretrained, exported through the real CLI, and compared with
 diffusers' own modules in the same process."""
 
@@ -93,7 +93,7 @@ def test_autoencodertiny_exports_mu_and_the_constant_logvar(taesd_artifacts, tae
         latents = vae.encode(torch.from_numpy(2 * x - 1)).latents.numpy()
         want = ((vae.decode(torch.from_numpy(mu)).sample + 1) / 2).clamp(0, 1).numpy()
     np.testing.assert_allclose(mu, latents, atol=1e-5, rtol=1e-4)
-    assert np.all(logvar == -30.0)  # deterministic encoder: diffusers' lower logvar clamp (hf.TINY_LOGVAR)
+    assert np.all(logvar == -30.0)  # deterministic encoder: diffusers' lower logvar clamp (TINY_LOGVAR)
     np.testing.assert_allclose(model.decoder.decode(mu), want, atol=1e-5, rtol=1e-4)
     artifacts = tmp_path / "a"
     shutil.copytree(taesd_artifacts, artifacts)
@@ -210,8 +210,8 @@ def _diffusers_tiled(vae, z: np.ndarray) -> np.ndarray:
 
 
 def test_tiling_algorithm_is_diffusers_exactly(kl_dir):
-    """vae_export.tiling driven by diffusers' own decoder reproduces enable_tiling() bit for bit."""
-    from vae_export.tiling import tiled_decode
+    """vae_export_runtime.tiling driven by diffusers' own decoder reproduces enable_tiling() bit for bit."""
+    from vae_export_runtime.tiling import tiled_decode
 
     vae = diffusers.AutoencoderKL.from_pretrained(kl_dir).eval()
     z = np.random.default_rng(3).standard_normal((2, 4, 40, 50)).astype(np.float32)
@@ -228,7 +228,7 @@ def test_runtime_tiled_decode_matches_diffusers_tiled_and_untiled(kl_artifacts, 
     our graph. Tiles are blended after the graph's clamp (diffusers clamps after blending), so
     the pointwise bound is the blended amount by which the tiles' raw outputs lie outside [0, 1]
     (zero where they are in range), plus float32 parity."""
-    from vae_export.tiling import tiled_decode
+    from vae_export_runtime.tiling import tiled_decode
 
     vae = diffusers.AutoencoderKL.from_pretrained(kl_dir).eval()
     decoder = VAEDecoder(kl_artifacts / "decoder.onnx")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vae_export.checkpoint import load_model
+from vae_export.families import load_model
 from vae_export.cli import main
 from vae_export.export import export
 

@@ -80,7 +80,7 @@ def test_wrong_graph_role(exported_dir):
 
 
 def test_runtime_sessions_come_from_the_one_factory(exported_dir):
-    from vae_export.ortsession import session_options
+    from vae_export_runtime.session import session_options
 
     decoder = VAEDecoder(exported_dir / "decoder.onnx")
     options = decoder.session.get_session_options()

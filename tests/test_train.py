@@ -4,7 +4,8 @@ import torch
 
 from vae_export.cli import main
 from vae_export.data import Dataset
-from vae_export.train import TrainConfig, negative_elbo, train
+from vae_export.train import train
+from vae_export.training import TrainConfig, negative_elbo
 
 
 def small(digits, n=256):

@@ -39,6 +39,7 @@ CONFIDENCE = 0.95
 DEFAULT_MAX_REGRESSION = AgainstOptions.max_regression
 MIN_ROUNDS = 6  # the fewest paired rounds whose order statistics can bound a median at 95 %
 REGRESSED, IMPROVED, OK, INCONCLUSIVE = "regressed", "improved", "ok", "inconclusive"
+VERDICTS = (REGRESSED, IMPROVED, OK, INCONCLUSIVE)
 PAIRED_METHOD = "median of per-round NEW/OLD ratios; 95 % order-statistic (sign-test) interval, scipy.stats.quantile_test"
 UNPAIRED_METHOD = ("ratio of median round times, normalised by the calibration matmul rate; 95 % percentile bootstrap "
                    "over rounds (scipy.stats.bootstrap), widened by the cross-run margin")

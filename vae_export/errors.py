@@ -1,26 +1,15 @@
-"""The exceptions users see. The CLI turns them into one `Error: ...` line in one place."""
+"""The exceptions users see. The CLI turns them into one `Error: ...` line in one place.
+
+The base classes are the runtime's (`vae_export_runtime.errors`), so an app catching
+`VAEExportError` catches the toolkit's errors and the runtime's alike."""
 
 from __future__ import annotations
 
-
-def first_line(exc: BaseException, default: str | None = None) -> str:
-    """The first line of an exception's message (third-party errors can run to pages), or
-    `default` (else the exception's type name) when the message is empty."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else (type(exc).__name__ if default is None else default)
-
-
-class VAEExportError(Exception):
-    """Something the user can fix: a failed check, a bad file, a broken checkpoint (exit 1)."""
-
-    exit_code = 1
-
-
-class UsageError(VAEExportError):
-    """A bad option or a missing file named on the command line (exit 2)."""
-
-    exit_code = 2
+from vae_export_runtime.errors import RuntimeInputError, UsageError, VAEExportError, first_line
 
 
 class CheckFailed(VAEExportError):
     """A parity, integrity or regression check ran and failed (exit 1)."""
+
+
+__all__ = ["CheckFailed", "RuntimeInputError", "UsageError", "VAEExportError", "first_line"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -27,19 +27,30 @@ import torch
 
 from vae_export import __version__
 from vae_export.artifacts import sha256_file
-from vae_export.checkpoint import LoadedModel
-from vae_export.contract import (BATCH_DIM, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, META_PREFIX, ROLES, Y_NAME,
-                                 Geometry, GraphSpec, Shape, graph_filename, shape_json, symbolic_names)
+from vae_export.compare import compare
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.families.base import LoadedModel
+from vae_export.graphs import torch_outputs
+from vae_export.inputs import with_labels
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
-from vae_export.onnxinfo import load_onnx, opset, ort_signature, signature
+from vae_export.onnxinfo import load_onnx, opset, ort_signature, set_metadata, signature
 from vae_export.options import DEFAULT_OPSET, EXPORTERS
+from vae_export_runtime.codec import GraphMetadata
+from vae_export_runtime.contract import (BATCH_DIM, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, ROLES, Y_NAME, Geometry,
+                                         GraphSpec, Shape, graph_filename, symbolic_names)
+from vae_export_runtime.session import make_session, run_limited
 
 # torch.export turns a batch of 1 into a constant, so the example batch must be larger.
 EXAMPLE_BATCH = 2
 # The check run uses batch sizes other than the example's, to prove the axis is dynamic.
 CHECK_BATCHES = (1, 3)
+# Right after export, ONNX Runtime against PyTorch on random inputs: a smoke check that the
+# graph is the model (a wrong graph is off by whole units), looser than verify's 1e-5/1e-4,
+# which runs later on real inputs and every variant.
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+RANGE_CONSTRAINTS_KEY = "pkg.torch.export.ExportedProgram.range_constraints"
+_RANGE = re.compile(r"([^,{}\s][^:{}]*): (VR\[[^\]]*\])")
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
 # copyreg: torch.export's pytree pickling raises a FutureWarning about its own LeafSpec there.
 _NOISY_WARNING_MODULES = (r"torch(\.|$)", r"onnxscript(\.|$)", r"onnx_ir(\.|$)", r"onnx(\.|$)", r"copyreg$")
@@ -158,11 +169,21 @@ def _pin_shapes(model: onnx.ModelProto, spec: GraphSpec, shapes: dict[str, Shape
     del model.graph.value_info[:]
 
 
-def _drop_stack_traces(model: onnx.ModelProto) -> None:
-    """The dynamo exporter records each node's Python stack trace, with the absolute paths of
-    the exporting machine's source files: that discloses a user's directories in an artifact
-    meant to travel, and makes the bytes depend on where the code is installed. The other
-    `pkg.torch.onnx.*` entries (module names, scopes) stay: they help debugging."""
+def _reproducible_provenance(model: onnx.ModelProto) -> None:
+    """The exporter's debugging metadata, kept where it helps, made reproducible:
+
+    - each node's Python stack trace goes: it holds the absolute paths of the exporting
+      machine's source files, which discloses a user's directories in an artifact meant to
+      travel, and makes the bytes depend on where the code is installed. The other
+      `pkg.torch.onnx.*` entries (module names, scopes) stay.
+    - the graph's `range_constraints` (the symbolic sizes' bounds) are written by torch.export
+      in the iteration order of a dict keyed by sympy symbols, which follows Python's string
+      hashing: the bytes of a symbolic-size graph changed from one run to the next. Sorted."""
+    for prop in model.graph.metadata_props:
+        if prop.key == RANGE_CONSTRAINTS_KEY and prop.value.startswith("{"):
+            pairs = _RANGE.findall(prop.value)
+            if ", ".join(f"{k}: {v}" for k, v in pairs) == prop.value[1:-1]:  # parsed whole: safe to reorder
+                prop.value = "{" + ", ".join(f"{k}: {v}" for k, v in sorted(pairs)) + "}"
     for node in model.graph.node:
         kept = [(p.key, p.value) for p in node.metadata_props if p.key != STACK_TRACE_KEY]
         if len(kept) != len(node.metadata_props):
@@ -178,49 +199,29 @@ def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
         raise VAEExportError(f"{spec.role}: graph contains random nodes {sorted(random)}; sampling must happen outside")
 
 
-def _set_metadata(model: onnx.ModelProto, spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> None:
-    """The contract's metadata (docs/contract.md). v1 keys keep their v1 form for models v1
-    could describe (a fixed size: `image_shape` "C,H,W"; a flat latent: `latent_dim`)."""
+def graph_metadata(spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> GraphMetadata:
+    """The contract's metadata of an fp32 graph (docs/contract.md, `vae_export_runtime.codec`):
+    shapes and classes from the model's geometry, the likelihood and extra keys from its family."""
     g = loaded.geometry
-    props = {
-        "role": spec.role,
-        **({"latent_dim": str(g.latent_shape[0])} if g.flat else {}),
-        "image_shape": shape_json(None) if g.dynamic_size else ",".join(map(str, g.image_shape)),
-        "version": __version__,
-        "checkpoint_sha256": loaded.checkpoint_sha256,
-        "source": loaded.source,
-        "opset": str(opset_version),
-        "exporter": exporter,
-        "variant": FP32,
-        "latent_shape": shape_json(g.latent_dims()),
-        "likelihood": "bernoulli",
-        **({"stride": str(g.stride)} if g.dynamic_size else {}),
-        **({"num_classes": str(g.num_classes), "class_names": json.dumps(list(loaded.class_names))}
-           if g.conditional else {}),
-        **loaded.extra_metadata,
-    }
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, value
-    model.producer_name, model.producer_version = "vae-export", __version__
-    model.doc_string = f"vae-export {spec.role}: {', '.join(spec.input_names)} -> {', '.join(spec.output_names)}"
+    return GraphMetadata(
+        role=spec.role, latent_shape=g.latent_dims(), image_shape=None if g.dynamic_size else g.image_shape,
+        likelihood=loaded.family.likelihood, variant=FP32, stride=g.stride if g.dynamic_size else None,
+        export_size=g.size if g.dynamic_size else None, num_classes=g.num_classes, class_names=loaded.class_names,
+        version=__version__, checkpoint_sha256=loaded.checkpoint_sha256, source=loaded.source,
+        opset=str(opset_version), exporter=exporter, extra=tuple(loaded.extra_metadata.items()),
+    )
 
 
 def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geometry: Geometry) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's, and for --dynamic-size at a second image size (compared with PyTorch when the
     module is given)."""
-    from vae_export.inputs import with_labels
-    from vae_export.ortsession import make_session, run_limited
-    from vae_export.parity import torch_outputs
-
     try:
         onnx.checker.check_model(str(path), full_check=True)
         onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise VAEExportError(f"{path.name}: exported graph fails the ONNX checker ({first_line(exc)})") from None
-    session = make_session(path, spec=spec, validate=False)  # the checker above has run
+    session = make_session(path, spec=spec)  # the checker above has run
     rng = np.random.default_rng(0)
     cases = [(batch, geometry.size) for batch in CHECK_BATCHES]
     if geometry.dynamic_size:
@@ -233,7 +234,7 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
             raise VAEExportError(f"{path.name}: ONNX Runtime returned batch {outputs[0].shape[0]} for input batch {batch}")
         if module is not None:
             for name, got, want in zip(spec.output_names, outputs, torch_outputs(module, spec.input_names, feeds)):
-                if got.shape != want.shape or not np.allclose(got, want, atol=1e-4, rtol=1e-3):
+                if not compare(got, want, CHECK_ATOL, CHECK_RTOL)["passed"]:
                     raise VAEExportError(f"{path.name}: {name} differs from PyTorch at batch {batch}, "
                                          f"size {size[0]}x{size[1]} right after export")
 
@@ -260,8 +261,6 @@ def export_graph(
     loaded: LoadedModel, spec: GraphSpec, out_dir: Path, opset_version: int = DEFAULT_OPSET, exporter: str = "dynamo"
 ) -> Path:
     """Export one fp32 graph into out_dir and check it."""
-    from vae_export.inputs import with_labels
-
     g = loaded.geometry
     module = loaded.module(spec.role)
     primary = torch.rand(EXAMPLE_BATCH, *g.input_shapes(spec)[spec.input_name], generator=torch.Generator().manual_seed(0))
@@ -275,8 +274,10 @@ def export_graph(
         raise VAEExportError(f"{spec.role}: torch.onnx export failed ({type(exc).__name__}: {first_line(exc)})") from None
     _pin_shapes(model, spec, g.dims())
     _no_random_nodes(model, spec)
-    _drop_stack_traces(model)
-    _set_metadata(model, spec, loaded, opset_version, exporter)
+    _reproducible_provenance(model)
+    set_metadata(model, graph_metadata(spec, loaded, opset_version, exporter))
+    model.producer_name, model.producer_version = "vae-export", __version__
+    model.doc_string = f"vae-export {spec.role}: {', '.join(spec.input_names)} -> {', '.join(spec.output_names)}"
     path = out_dir / graph_filename(spec.role)
     # Self-contained single file: weights inline, never a side .data file (graphs < 2 GiB).
     onnx.save_model(model, str(path), save_as_external_data=False)

@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from vae_export.artifacts import atomic_write_json, directory_lock, sha256_file
-from vae_export.contract import GRAPHS, Geometry
 from vae_export.errors import CheckFailed, UsageError, VAEExportError
 from vae_export.variants import LISTED_VARIANTS
+from vae_export_runtime.contract import GRAPHS, Geometry
+from vae_export_runtime.limits import MAX_ELEMENTS
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 # Bounds on what a manifest may claim, so that no size read from it can ask for absurd memory
-# before a check runs: 2^28 values (1 GiB of float32) per image or latent, 255-byte names.
-MAX_ELEMENTS = 1 << 28
+# before a check runs: MAX_ELEMENTS values (1 GiB of float32) per image or latent, 255-byte names.
 MAX_NAME = 255
 MAX_ARTIFACTS = 64
 MAX_BYTES = 16 << 20  # a manifest is a few KiB; refuse to parse a huge one
@@ -310,20 +310,17 @@ class Manifest:
         can move as a whole), or absolute."""
         return artifacts / self.checkpoint_path  # an absolute reference stays absolute under "/"
 
-    def integrity(self, artifacts: Path) -> list[dict[str, Any]]:
-        """One row per listed artifact: {"file", "sha256_ok"} (a missing file is not ok)."""
-        return [{"file": entry.file, "sha256_ok": integrity_problem(artifacts, entry) is None}
-                for entry in self.artifacts]
-
-    def check_integrity(self, artifacts: Path) -> None:
+    def check_integrity(self, artifacts: Path) -> list[dict[str, Any]]:
         """Raise CheckFailed (exit 1) unless every listed file is present, a regular file in
         the directory (not a symlink, which could lead anywhere) and of the recorded size and
-        sha256. Commands call this before any listed graph is opened."""
+        sha256; else return verify's integrity rows, {"file", "sha256_ok"} per artifact.
+        Commands call this once, before any listed graph is opened."""
         problems = [p for e in self.artifacts if (p := integrity_problem(artifacts, e)) is not None]
         if problems:
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
             raise CheckFailed(f"integrity check failed: {'; '.join(problems[:3])}{more}, "
                               f"against {artifacts / MANIFEST_NAME}; nothing was run")
+        return [{"file": entry.file, "sha256_ok": True} for entry in self.artifacts]
 
 
 def escaped(name: str) -> str:

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_export.options import ARCHS, CHANNELS, HIDDEN_DIM, LATENT_CHANNELS, LATENT_DIM
 
-ARCHS = ("mlp", "conv")
 CONV_STRIDE = 4  # two stride-2 stages
 
 
@@ -35,11 +35,11 @@ class VAEConfig:
     in the second) and `latent_channels` size the conv architecture."""
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
-    hidden_dim: int = 400
-    latent_dim: int = 32
+    hidden_dim: int = HIDDEN_DIM
+    latent_dim: int = LATENT_DIM
     arch: str = "mlp"
-    channels: int = 16
-    latent_channels: int = 4
+    channels: int = CHANNELS
+    latent_channels: int = LATENT_CHANNELS
     num_classes: int = 0  # > 0: conditional on a one-hot label y
     classifier: bool = False  # semi-supervised (M2): a classifier q(y|x) too
     class_names: tuple[str, ...] = ()

@@ -1,9 +1,12 @@
-"""Reading .onnx files safely: load, check, signature, metadata, op counts (no torch)."""
+"""Reading .onnx files safely: load, check, signature, metadata, op counts (no torch), and the
+toolkit's way to open a graph in ONNX Runtime (`validated_session`: the onnx package's checks
+first, then the runtime's session with its signature check)."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,10 @@ import onnx
 from onnx import TensorProto
 
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export_runtime.codec import GraphMetadata
+from vae_export_runtime.contract import GraphSpec
+from vae_export_runtime.limits import MAX_ELEMENTS
+from vae_export_runtime.session import make_session
 
 
 def _all_tensors(graph: onnx.GraphProto) -> list[TensorProto]:
@@ -110,6 +117,19 @@ def metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def graph_metadata(model: onnx.ModelProto, path: Path) -> GraphMetadata:
+    """The contract's metadata of a graph, read through the codec."""
+    return GraphMetadata.from_props(metadata(model), str(path))
+
+
+def set_metadata(model: onnx.ModelProto, meta: GraphMetadata) -> None:
+    """Replace a graph's metadata_props with `meta`'s (the codec's keys, in its order)."""
+    del model.metadata_props[:]
+    for key, value in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
@@ -118,10 +138,19 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
 
 
+def validated_session(path: Path, device: str = "cpu", threads: int | None = None, spec: GraphSpec | None = None,
+                      shapes: Mapping[str, tuple[int | None, ...]] | None = None) -> Any:
+    """An ONNX Runtime session of an artifact the toolkit reads back (untrusted): an .onnx is
+    first loaded with the onnx package, which refuses external data outside its directory and
+    values past MAX_ELEMENTS (`check_static_sizes`); then the runtime's `make_session` checks
+    the signature against `shapes` (a manifest's) or the graph's own metadata."""
+    if path.suffix == ".onnx":
+        check_static_sizes(load_onnx(path), path, MAX_ELEMENTS)
+    return make_session(path, device, threads, spec, shapes=shapes)
+
+
 def ort_signature(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Signature of a .ort file (a flatbuffer, not an ONNX proto), as ONNX Runtime reports it."""
-    from vae_export.ortsession import make_session
-
     session = make_session(path)  # .ort: ONNX Runtime itself is the validator
 
     def values(items: Any) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """What each command takes, as keyword-only frozen dataclasses whose defaults are the library's.
 
 The CLI builds these from its options (and takes its `default=` values from them); Python
-callers build them directly. Torch-free, so `vae-export --help` stays instant.
+callers build them directly. Torch-free, so `vae-export --help` stays instant: that is why the
+training recipe's defaults are owned here, and `model.VAEConfig` and `train.TrainConfig` read
+them, rather than the other way round.
 """
 
 from __future__ import annotations
@@ -9,18 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS
+
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
 DATASETS = ("digits", "mnist", "fashion-mnist")
-DEVICES = ("cpu", "cuda")
 ARCHS = ("mlp", "conv")
 Size = tuple[int, int]
-# Stated bounds on options (and the runtime's counts), so that no number a user or a script
-# passes can ask for absurd memory or time before a check runs.
-MAX_BATCH = 65536  # images or latents per call: 205 MB of 28x28 float32 images
-MAX_STEPS = 4096  # interpolation points
-MAX_SAMPLES = 1024  # anomaly score draws per image
-MAX_SEED = 2**63 - 1  # seeds are non-negative (numpy refuses negative ones)
+# Stated bounds on the toolkit's own options; the runtime's counts (batch, steps, samples,
+# seeds, values) are `vae_export_runtime.limits`, the same for the CLI, the runtime and the server.
 MAX_ITERATIONS = 1_000_000  # bench calls per row
 MAX_MIN_TIME_S = 600.0  # bench time budget per row
 MAX_THREADS = 256
@@ -37,6 +36,15 @@ class ModelSource:
     image_shape: tuple[int, int, int] | None = None
 
 
+# The reference recipe (one owner: TrainOptions, model.VAEConfig and train.TrainConfig read these).
+BATCH_SIZE = 128
+LEARNING_RATE = 3e-3  # the one-cycle schedule's peak
+HIDDEN_DIM = 400
+LATENT_DIM = 32
+CHANNELS = 16  # conv: the first stage's width (the second has twice as many)
+LATENT_CHANNELS = 4  # conv: channels of the spatial latent [c, H/4, W/4]
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainOptions:
     dataset: str = "digits"
@@ -44,14 +52,14 @@ class TrainOptions:
     download: bool = False
     epochs: int | None = None  # None: the dataset's default (train.DEFAULT_EPOCHS)
     arch: str = "mlp"  # the seed's MLP, or the fully convolutional reference (spatial latent)
-    batch_size: int = 128
-    lr: float = 3e-3  # the one-cycle schedule's peak
-    latent_dim: int = 32
-    hidden_dim: int = 400
+    batch_size: int = BATCH_SIZE
+    lr: float = LEARNING_RATE
+    latent_dim: int = LATENT_DIM
+    hidden_dim: int = HIDDEN_DIM
     beta: float = 1.0
     seed: int = 0
-    channels: int = 16  # conv: the first stage's width (the second has twice as many)
-    latent_channels: int = 4  # conv: channels of the spatial latent [c, H/4, W/4]
+    channels: int = CHANNELS
+    latent_channels: int = LATENT_CHANNELS
     conditional: bool = False  # q(z|x,y) and p(x|z,y) on the dataset's labels
     labels: int | None = None  # semi-supervised (M2): this many labelled images, the rest unlabelled
 
@@ -67,6 +75,7 @@ class ExportOptions:
 @dataclass(frozen=True, kw_only=True)
 class VerifyOptions:
     batch_sizes: tuple[int, ...] = (1, 2, 7, 64)
+    engines: tuple[str, ...] = ("onnxruntime",)  # `--engine`: the graph engines checked against PyTorch
     atol: float = 1e-5
     rtol: float = 1e-4
     device: str = "cpu"
@@ -85,6 +94,7 @@ class BenchOptions:
     with_torch: bool = True
     sizes: tuple[Size, ...] | None = None  # symbolic-size graphs: None = Geometry.default_sizes()
     peers: bool = True  # also time installed peer engines (OpenVINO) on CPU
+    engines: tuple[str, ...] = ()  # `--engine`: exactly these engines (default: onnxruntime, peers, torch)
     json_path: Path | None = None
     baseline: Path | None = None  # a previous report: the regression gate
     max_regression: float = 1.5

@@ -1,9 +1,11 @@
-"""PyTorch vs ONNX Runtime parity for every graph and variant in the manifest.
+"""Parity of every graph and variant in the manifest against PyTorch, on any engine (ONNX
+Runtime by default; `verify --engine NAME` checks another graph engine with the same rules).
 
-Comparison semantics (the one place they are defined; `verify --help` repeats them):
+Comparison semantics (the one place they are defined; `verify --help` repeats them; the
+arithmetic is `compare.py`'s):
 
-- An element fails when ``|onnx - torch| > atol + rtol * |torch|`` (numpy.isclose's rule).
-- NaN or Inf anywhere in an ONNX Runtime output always fails, whatever the tolerances.
+- An element fails when ``|engine - torch| > atol + rtol * |torch|`` (numpy.isclose's rule).
+- NaN or Inf anywhere in an engine's output always fails, whatever the tolerances.
 - Every row reports max abs, max rel and mean abs error, and ``min_atol``: the smallest atol
   that would have passed at the given rtol.
 - Decoder rows also report PSNR (dB) of x_hat against the fp32 PyTorch output (peak 1.0).
@@ -28,21 +30,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from vae_export.compare import compare, psnr_db
+from vae_export.engines import DEFAULT, GRAPH, Target
+from vae_export.engines import get as get_engine
+from vae_export.errors import UsageError
+from vae_export.families.base import LoadedModel
+from vae_export.graphs import torch_outputs
+from vae_export.inputs import EDGE_SIGMA, LABEL_ROWS, SEED, edge_inputs, fit_images, parity_inputs, with_labels
 from vae_export.manifest import Manifest
 from vae_export.options import VerifyOptions
-from vae_export.checkpoint import LoadedModel
-from vae_export.inputs import EDGE_SIGMA, LABEL_ROWS, SEED, edge_inputs, fit_images, parity_inputs, with_labels
-from vae_export.ortsession import expected_shapes, make_session, run_limited
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import CheckRow, VerifyReport
 from vae_export.variants import REDUCED, REGISTRY
+from vae_export_runtime.session import expected_shapes
 
 FP32_ATOL, FP32_RTOL = VerifyOptions.atol, VerifyOptions.rtol
 PSNR_MIN_DB = 30.0
 EDGE_PSNR_MIN_DB = 20.0
-PSNR_CAP_DB = 200.0
 ARGMAX_MARGIN = 1.0
 # Bounds on encoder mu per reduced-precision variant, from the registry (variants.py).
 REDUCED_MU = {v.name: v.mu_tol for v in REGISTRY.values() if v.reduced}
@@ -59,39 +64,6 @@ class Tolerance:
     argmax: bool = False  # classifier logits of reduced variants pass on confident argmax agreement
 
 
-def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """Error statistics of `actual` against `expected` under the rule in the module docstring."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    if actual.shape != expected.shape:
-        return {"passed": False, "error": f"shape {list(actual.shape)} != expected {list(expected.shape)}",
-                "max_abs": None, "max_rel": None, "mean_abs": None, "min_atol": None, "nonfinite": 0}
-    nonfinite = int((~np.isfinite(actual)).sum())
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN/Inf are counted above
-        diff = np.abs(actual - expected)
-        rel = diff / np.maximum(np.abs(expected), np.finfo(np.float32).tiny)
-        excess = diff - rtol * np.abs(expected)
-    finite = nonfinite == 0
-    max_abs = float(np.max(diff)) if diff.size else 0.0
-    return {
-        "passed": bool(finite and np.all(diff <= atol + rtol * np.abs(expected))),
-        "max_abs": max_abs if finite else None,
-        "max_rel": float(np.max(rel)) if finite and rel.size else (0.0 if finite else None),
-        "mean_abs": float(np.mean(diff)) if finite and diff.size else (0.0 if finite else None),
-        "min_atol": max(float(np.max(excess)), 0.0) if finite and excess.size else (0.0 if finite else None),
-        "nonfinite": nonfinite,
-    }
-
-
-def psnr_db(actual: np.ndarray, expected: np.ndarray, peak: float = 1.0) -> float | None:
-    """Peak signal-to-noise ratio in dB, capped at PSNR_CAP_DB for identical images (JSON has
-    no inf); None when `actual` is not finite."""
-    if not np.all(np.isfinite(actual)):
-        return None
-    mse = float(np.mean((np.asarray(actual, np.float64) - np.asarray(expected, np.float64)) ** 2))
-    return min(PSNR_CAP_DB, 10.0 * np.log10(peak**2 / max(mse, 1e-30)))
-
-
 def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: float, edge: bool = False) -> Tolerance:
     if variant not in REDUCED:
         return Tolerance(atol, rtol)
@@ -105,15 +77,10 @@ def tolerance_for(variant: str, graph: str, output: str, atol: float, rtol: floa
     return Tolerance(atol, rtol, gated=False)
 
 
-def torch_outputs(module: torch.nn.Module, input_names: tuple[str, ...], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """The PyTorch module's outputs on the same feeds ONNX Runtime gets, as arrays."""
-    with torch.inference_mode():
-        out = module(*(torch.from_numpy(feeds[name]) for name in input_names))
-    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
-
-
 def verify(
     artifacts: Path,
+    manifest: Manifest,
+    integrity: list[dict[str, Any]],
     loaded: LoadedModel,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     atol: float = FP32_ATOL,
@@ -123,22 +90,27 @@ def verify(
     images_source: str = "uniform [0, 1]",
     progress: Progress = SILENT,
     sizes: tuple[tuple[int, int], ...] | None = None,
+    engine_names: tuple[str, ...] = (DEFAULT,),
 ) -> VerifyReport:
-    """Run every check and return the report (docs/contract.md, `verify --json`). A graph with
-    a symbolic size is checked at each of `sizes` (default: `Geometry.default_sizes`), and its
+    """Run every check and return the report (docs/contract.md, `verify --json`): each listed
+    artifact on each of `engine_names` that runs it, against PyTorch on the same feeds.
+    `manifest` has been read and its `integrity` rows checked by the caller. A graph with a
+    symbolic size is checked at each of `sizes` (default: `Geometry.default_sizes`), and its
     rows carry `size`."""
+    engines = [check_engine(name, device) for name in engine_names]
     g = loaded.geometry
     sizes = sizes or g.default_sizes()
-    manifest = Manifest.read(artifacts)
-    integrity = manifest.integrity(artifacts)
     checks: list[CheckRow] = []
     recorded = manifest.model.geometry
     for entry in manifest.artifacts:
         spec = recorded.spec(entry.graph)
-        progress(f"verify {entry.file}")
-        session = make_session(artifacts / entry.file, device, spec=spec,
-                               shapes=expected_shapes(spec, recorded.latent_dims(), recorded.image_dims(),
-                                                      recorded.num_classes))
+        path = artifacts / entry.file
+        shapes = expected_shapes(spec, recorded.latent_dims(), recorded.image_dims(), recorded.num_classes)
+        runners = [engine.open(Target(spec, entry.variant, path, shapes=shapes), device)
+                   for engine in engines if engine.accepts(entry.variant, path)]
+        if not runners:
+            continue
+        progress(f"verify {entry.file}" + "".join(f" ({r.engine})" for r in runners if r.engine != DEFAULT))
         module = loaded.module(spec.role)
         for size in sizes:
             image_shape, latent_shape = g.image_at(size), g.latent_at(size)
@@ -149,11 +121,14 @@ def verify(
             cases.append((len(edge), "edge", edge))
             for batch, kind, x in cases:
                 feeds = with_labels(spec.input_names, x, g.num_classes)
-                got = run_limited(session, spec.output_names, feeds, artifacts / entry.file)
-                row_atol = edge_atol(loaded, atol) if kind == "edge" else atol
-                for output, a, e in zip(spec.output_names, got, torch_outputs(module, spec.input_names, feeds)):
-                    checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
-                                             row_atol, rtol, list(size) if g.dynamic_size else None))
+                expected = torch_outputs(module, spec.input_names, feeds)
+                row_atol = loaded.family.edge_atol(atol) if kind == "edge" else atol
+                for runner in runners:
+                    got = runner.run(feeds)
+                    for output, a, e in zip(spec.output_names, got, expected):
+                        checks.append(_check_row(entry.variant, spec.role, entry.file, output, batch, kind, a, e,
+                                                 row_atol, rtol, list(size) if g.dynamic_size else None,
+                                                 None if runner.engine == DEFAULT else runner.engine))
     checkpoint_ok = loaded.checkpoint_sha256 == manifest.checkpoint_sha256
     return VerifyReport(
         integrity=integrity,
@@ -174,20 +149,23 @@ def verify(
         batch_sizes=list(batch_sizes),
         device=device,
         sizes=[list(z) for z in sizes] if g.dynamic_size else None,
+        engines=None if tuple(engine_names) == (DEFAULT,) else list(engine_names),
     )
 
 
-def edge_atol(loaded: LoadedModel, atol: float) -> float:
-    """fp32 atol on the edge inputs: diffusers' GroupNorm divides by the standard deviation of
-    a feature map, which is ~0 for an all-black or all-white image, so rounding differences
-    are amplified up to 1/sqrt(eps) = 1000x there (vae_export.hf.EDGE_FP32_ATOL)."""
-    from vae_export.hf import EDGE_FP32_ATOL, is_diffusers_ref
-
-    return max(atol, EDGE_FP32_ATOL) if is_diffusers_ref(loaded.source) else atol
+def check_engine(name: str, device: str) -> Any:
+    """The graph engine `verify --engine NAME` names, able to run here (UsageError otherwise)."""
+    engine = get_engine(name)
+    if engine.kind != GRAPH:
+        raise UsageError(f"--engine {name}: verify checks engines that run the exported graphs against PyTorch; "
+                         f"{name} runs the PyTorch model itself")
+    engine.check(device)
+    return engine
 
 
 def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind: str, actual: np.ndarray,
-               expected: np.ndarray, atol: float, rtol: float, size: list[int] | None) -> CheckRow:
+               expected: np.ndarray, atol: float, rtol: float, size: list[int] | None,
+               engine: str | None = None) -> CheckRow:
     tol = tolerance_for(variant, role, output, atol, rtol, edge=kind == "edge")
     stats = compare(actual, expected, tol.atol, tol.rtol)
     psnr = psnr_db(actual, expected) if role == "decoder" else None
@@ -208,7 +186,7 @@ def _check_row(variant: str, role: str, file: str, output: str, batch: int, kind
     stats["passed"] = bool(passed and stats["nonfinite"] == 0)
     return CheckRow(graph=role, variant=variant, file=file, output=output, batch=batch, input=kind, **stats,
                     atol=tol.atol, rtol=tol.rtol, psnr_db=psnr, psnr_min_db=tol.psnr_min, gated_on=_gate_name(tol),
-                    size=size, argmax_agreement=agreement)
+                    size=size, argmax_agreement=agreement, engine=engine)
 
 
 def _gate_name(tol: Tolerance) -> str:

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vae_export.artifacts import CHECKPOINT_NAME, TRAIN_METRICS_NAME, atomic_write_json, directory_lock, ensure_dir
-from vae_export.checkpoint import LoadedModel, load_model
-from vae_export.contract import Geometry, graph_filename
 from vae_export.errors import UsageError
 from vae_export.export import ExportResult, export
+from vae_export.families import for_source, load_model
+from vae_export.families.base import LoadedModel
 from vae_export.inputs import CALIBRATION_SAMPLES
 from vae_export.manifest import MANIFEST_NAME, Manifest, escaped, record_summary
 from vae_export.options import (AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions, TrainOptions,
                                 VerifyOptions)
 from vae_export.progress import SILENT, Progress
-from vae_export.reports import BenchReport, GateResult, VerifyReport
+from vae_export.reports import AgainstReport, BenchReport, GateResult, VerifyReport
 from vae_export.variants import needs_calibration
+from vae_export_runtime.contract import Geometry, graph_filename
 
 VERIFY_REPORT = "verify.json"
 BENCH_REPORT = "bench.json"
@@ -43,10 +44,11 @@ def read_train_metrics(artifacts: Path) -> dict[str, Any] | None:
 
 def train_into(artifacts: Path, options: TrainOptions = TrainOptions(), progress: Progress = SILENT) -> dict[str, Any]:
     """Train the reference VAE; write vae.safetensors and train_metrics.json; return the metrics."""
-    from vae_export.checkpoint import save_checkpoint
     from vae_export.data import load_dataset
+    from vae_export.families.reference import save_checkpoint
     from vae_export.model import VAEConfig
-    from vae_export.train import DEFAULT_EPOCHS, DEFAULT_M2_EPOCHS, TrainConfig, train
+    from vae_export.train import train
+    from vae_export.training import DEFAULT_EPOCHS, DEFAULT_M2_EPOCHS, TrainConfig
 
     ensure_dir(artifacts)
     o = options
@@ -98,18 +100,19 @@ def export_into(artifacts: Path, source: ModelSource = ModelSource(), options: E
                       calibration)
 
 
-def load_for_manifest(artifacts: Path, source: ModelSource = ModelSource()) -> LoadedModel:
-    """The PyTorch side of a comparison: the manifest's checkpoint (and class) unless overridden."""
-    manifest = Manifest.read(artifacts)
+def load_for_manifest(artifacts: Path, manifest: Manifest, source: ModelSource = ModelSource()) -> LoadedModel:
+    """The PyTorch side of a comparison: the manifest's checkpoint, rebuilt by the family its
+    recorded source came from, unless overridden. A manifest may have travelled: it never
+    names code to run, so a family that cannot rebuild from it (user classes) needs the user's
+    own --model (trusted: they typed it)."""
+    family = for_source(manifest.model.source)
     model_ref = source.model_ref
-    if model_ref is None and manifest.model.source.startswith("diffusers:"):
-        model_ref = manifest.model.source  # allow-listed library classes (vae_export.hf), never arbitrary code
-    if model_ref is None and manifest.model.source not in ("vae-export", "state-dict"):
-        # A manifest may have travelled: it never names code to run. Only the user's own
-        # --model (trusted: they typed it) imports a class.
+    if model_ref is None and not family.rebuilds_from_manifest:
         raise UsageError(f"{artifacts / MANIFEST_NAME}: the graphs come from a user class "
                          f"({escaped(manifest.model.source)}); pass --model MODULE:ATTR to rebuild it "
                          "(a manifest's class is never imported)")
+    if model_ref is None:
+        model_ref = family.model_ref_for(manifest.model.source)
     image_shape = source.image_shape or manifest.model.image_shape
     path = source.checkpoint or manifest.checkpoint(artifacts)
     if source.checkpoint is None and not path.exists():
@@ -125,12 +128,15 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     from vae_export import parity
     from vae_export.data import reference_images
 
-    Manifest.read(artifacts).check_integrity(artifacts)  # integrity first: nothing runs on a changed file
-    loaded = load_for_manifest(artifacts, source)
+    manifest = Manifest.read(artifacts)
+    integrity = manifest.check_integrity(artifacts)  # integrity first: nothing runs on a changed file
+    for name in options.engines:
+        parity.check_engine(name, options.device)  # an unknown or missing engine fails before any loading
+    loaded = load_for_manifest(artifacts, manifest, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
-    report = parity.verify(artifacts, loaded, options.batch_sizes, options.atol, options.rtol, options.device,
-                           images, images_source, progress, sizes)
+    report = parity.verify(artifacts, manifest, integrity, loaded, options.batch_sizes, options.atol, options.rtol,
+                           options.device, images, images_source, progress, sizes, options.engines)
     if report.passed:  # a failed check leaves the artifacts directory as it was
         record_summary(artifacts, "parity", report.summary())
     if options.json_path is not None:
@@ -153,23 +159,16 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     """The latency sweep (and the regression gate against `options.baseline`); the summary
     goes into the manifest, the report to `options.json_path` when given."""
     from vae_export import bench
-    from vae_export.ortsession import providers_for
 
     o = options
-    providers_for(o.device)  # a missing CUDA provider is a usage error before any loading
+    bench.bench_engines(o, o.with_torch)  # an unknown or missing engine (or CUDA) fails before any loading
     if o.baseline is not None:
         BenchReport.read(o.baseline)  # a malformed baseline fails before anything runs or is written
     manifest = Manifest.read(artifacts)
     manifest.check_integrity(artifacts)
-    loaded = load_for_manifest(artifacts, source) if o.with_torch else None
-    if o.device == "cuda" and loaded is not None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
+    loaded = load_for_manifest(artifacts, manifest, source) if o.with_torch else None
     sizes = _check_sizes(manifest.model.geometry, o.sizes)
-    report = bench.bench(artifacts, loaded, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations,
-                         progress=progress, min_time_s=o.min_time_s, sizes=sizes, peers=o.peers, rounds=o.rounds)
+    report = bench.bench(artifacts, manifest, loaded, replace(o, sizes=sizes), progress)
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     if gate is None or gate.passed:  # a failed gate leaves the artifacts directory as it was
         record_summary(artifacts, "bench", report.summary())
@@ -179,16 +178,14 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
 
 
 def bench_against(artifacts: Path, old: Path, options: AgainstOptions = AgainstOptions(),
-                  progress: Progress = SILENT) -> dict[str, Any]:
+                  progress: Progress = SILENT) -> AgainstReport:
     """The A/B latency gate: `artifacts` (new) against `old` in one process, in paired rounds;
-    the report to `options.json_path` when given. `against.raise_if_regressed` is the verdict."""
+    the report to `options.json_path` when given. `report.raise_if_failed()` is the verdict."""
     from vae_export.against import against
 
-    o = options
-    report = against(artifacts, old, o.device, o.batch_sizes, o.threads, o.warmup, o.iterations, o.rounds,
-                     o.min_time_s, o.max_regression, progress=progress)
-    if o.json_path is not None:
-        atomic_write_json(o.json_path, report)
+    report = against(artifacts, old, options, progress=progress)
+    if options.json_path is not None:
+        atomic_write_json(options.json_path, report.to_json())
     return report
 
 
@@ -209,10 +206,11 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
                size: tuple[int, int] | None = None, *, temperature: float = 1.0, label: int | None = None,
                per_class: bool = False) -> Path:
     """A PNG grid of decoder samples from z ~ N(0, temperature^2 I), drawn with the torch-free
-    runtime; `size` for a decoder with a symbolic size (default: the size it was exported at).
+    runtime; `size` for a decoder with a symbolic size (default: the runtime's `default_size`,
+    the size it was exported at).
     A conditional decoder draws class `label`, or with `per_class` one row of `count` per class."""
     from vae_export.images import grid, save_png
-    from vae_export.runtime import VAEDecoder
+    from vae_export_runtime import VAEDecoder
 
     if per_class and label is not None:
         raise UsageError("--per-class: pass --label or --per-class, not both")
@@ -231,8 +229,6 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
                          "or --per-class")
     if label is not None and label >= k:
         raise UsageError(f"--label {label}: expected a class 0..{k - 1} of {decoder_path.name}")
-    if size is None and None in decoder.latent_shape:
-        size = Manifest.read(artifacts).model.geometry.size
     try:
         if per_class:
             images = np.concatenate([decoder.sample(count, seed, size, label=c, temperature=temperature)
@@ -254,9 +250,9 @@ def draw_pictures(
     moved from each class to the next)."""
     from vae_export.data import load_dataset
     from vae_export.images import grid, save_png
-    from vae_export.runtime import VAE
+    from vae_export_runtime import VAE
 
-    vae = VAE(artifacts / "encoder.onnx", artifacts / "decoder.onnx")
+    vae = VAE.open(artifacts)
     k = vae.num_classes
     test = load_dataset(dataset, data_dir)
     originals = test.test[:16].numpy()
@@ -272,8 +268,7 @@ def draw_pictures(
     if k:
         paths.append(sample_png(artifacts, 10, seed, "fp32", artifacts / "classes.png",
                                 temperature=PICTURE_TEMPERATURE, per_class=True))
-        size = Manifest.read(artifacts).model.geometry.size if None in vae.decoder.latent_shape else None
-        z = PICTURE_TEMPERATURE * np.random.default_rng(seed).standard_normal(vae.decoder.latent_shape_for(size))
+        z = PICTURE_TEMPERATURE * np.random.default_rng(seed).standard_normal(vae.decoder.latent_shape_for())
         strips = [vae.decoder.interpolate(z, z, steps=10, y0=c, y1=(c + 1) % k) for c in range(k)]
         save_png(grid(np.concatenate(strips), columns=10), artifacts / "class_interpolation.png")
         paths.append(artifacts / "class_interpolation.png")

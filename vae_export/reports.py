@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vae_export.abtest import CONFIDENCE, PAIRED_METHOD, REGRESSED, VERDICTS
 from vae_export.artifacts import read_json
 from vae_export.errors import CheckFailed, VAEExportError
 
 
-def _fmt(value: float | None, spec: str = ".2e") -> str:
+def fmt_number(value: float | None, spec: str = ".2e") -> str:
+    """An error statistic for people: `nan/inf` where the output was not finite (None)."""
     return "nan/inf" if value is None else format(value, spec)
 
 
@@ -54,19 +56,21 @@ class CheckRow:
     size: list[int] | None = None  # [H, W], for graphs with a symbolic size
     # classifier rows: the fraction of images whose ONNX Runtime argmax is PyTorch's
     argmax_agreement: float | None = None
+    engine: str | None = None  # the engine checked, when not ONNX Runtime (verify --engine)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         extra, error, size = data.pop("extra"), data.pop("error"), data.pop("size")
-        agreement = data.pop("argmax_agreement")
+        agreement, engine = data.pop("argmax_agreement"), data.pop("engine")
         out: dict[str, Any] = {}
         for key, value in data.items():
             out[key] = value
             if key == "passed" and error is not None:
                 out["error"] = error  # where earlier versions put it
         return {**out, **({"size": size} if size is not None else {}),
-                **({"argmax_agreement": agreement} if agreement is not None else {}), **extra}
+                **({"argmax_agreement": agreement} if agreement is not None else {}),
+                **({"engine": engine} if engine is not None else {}), **extra}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRow:
@@ -84,6 +88,7 @@ class VerifyReport:
     batch_sizes: list[int]
     device: str
     sizes: list[list[int]] | None = None  # the image sizes checked, for graphs with a symbolic size
+    engines: list[str] | None = None  # verify --engine: the engines checked (None: ONNX Runtime)
 
     @property
     def bad_files(self) -> list[str]:
@@ -109,7 +114,7 @@ class VerifyReport:
         if self.failed:
             worst = self.failed[0]
             raise CheckFailed(f"parity failed: {len(self.failed)} of {len(self.checks)} checks, first "
-                              f"{worst.file} {worst.output} at batch {worst.batch} (max_abs {_fmt(worst.max_abs)})")
+                              f"{worst.file} {worst.output} at batch {worst.batch} (max_abs {fmt_number(worst.max_abs)})")
 
     def summary(self) -> dict[str, Any]:
         """What the manifest keeps of a verify report."""
@@ -133,14 +138,15 @@ class VerifyReport:
         data = {"passed": self.passed, "integrity": self.integrity, "checkpoint": self.checkpoint,
                 "checks": [c.to_json() for c in self.checks], "thresholds": self.thresholds,
                 "inputs": self.inputs, "batch_sizes": self.batch_sizes, "device": self.device}
-        return {**data, "sizes": self.sizes} if self.sizes is not None else data
+        return {**data, **({"sizes": self.sizes} if self.sizes is not None else {}),
+                **({"engines": self.engines} if self.engines is not None else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VerifyReport:
         return cls(integrity=data["integrity"], checkpoint=data["checkpoint"],
                    checks=[CheckRow.from_json(c) for c in data["checks"]], thresholds=data["thresholds"],
                    inputs=data["inputs"], batch_sizes=data["batch_sizes"], device=data["device"],
-                   sizes=data.get("sizes"))
+                   sizes=data.get("sizes"), engines=data.get("engines"))
 
 
 # ---- bench -----------------------------------------------------------------------------------
@@ -206,7 +212,14 @@ class BenchRow:
 
     def __post_init__(self) -> None:
         if self.size is not None and self.ms_per_megapixel is None:
-            self.ms_per_megapixel = self.p50_ms / (self.batch * self.size[0] * self.size[1] / 1e6)
+            self.ms_per_megapixel = self.megapixel_ms()
+
+    def megapixel_ms(self, image_shape: list[int] | None = None) -> float | None:
+        """p50 per million pixels of the batch: at the row's `size`, else at `image_shape`
+        (C, H, W: a fixed-size graph's, from the report's env); None when neither is known."""
+        h, w = self.size if self.size else (image_shape or [0, 0, 0])[1:3]
+        pixels = self.batch * h * w
+        return self.p50_ms / (pixels / 1e6) if pixels else None
 
     def key(self) -> tuple[Any, ...]:
         return tuple(tuple(v) if isinstance(v := getattr(self, k), list) else v for k in MATCH_KEYS)
@@ -325,3 +338,46 @@ class GateResult:
         if not self.passed:
             raise CheckFailed(f"{len(self.regressions)} of {self.compared} rows slower than "
                               f"{self.max_regression:g}x the baseline {self.baseline}")
+
+
+# ---- bench --against -------------------------------------------------------------------------
+
+@dataclass
+class AgainstReport:
+    """`bench --against OLD`: NEW's bench rows with the OLD side, each row's paired ratio, its
+    interval and verdict (`abtest.paired`); it passed when no row regressed. `to_json` writes
+    the keys earlier versions wrote (docs/contract.md)."""
+
+    env: dict[str, Any]
+    against: str
+    artifacts: str
+    max_regression: float
+    rounds: int
+    min_time_s: float
+    warmup: int
+    iterations: int
+    results: list[dict[str, Any]]
+    unmatched: list[str]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        verdicts = [r["verdict"] for r in self.results]
+        return {v: verdicts.count(v) for v in VERDICTS}
+
+    @property
+    def passed(self) -> bool:
+        return not self.counts[REGRESSED]
+
+    def raise_if_failed(self) -> None:
+        """The gate's verdict as the domain error: exit 1 when any row regressed."""
+        if not self.passed:
+            counts = ", ".join(f"{n} {v}" for v, n in self.counts.items() if n)
+            raise CheckFailed(f"{self.counts[REGRESSED]} of {len(self.results)} rows regressed beyond "
+                              f"{self.max_regression:g}x {self.against} ({counts})")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "against": self.against, "artifacts": self.artifacts,
+                "max_regression": self.max_regression, "confidence": CONFIDENCE, "rounds": self.rounds,
+                "min_time_s": self.min_time_s, "warmup": self.warmup, "iterations": self.iterations,
+                "method": PAIRED_METHOD, "results": self.results, "unmatched": self.unmatched,
+                "counts": self.counts, "passed": self.passed}

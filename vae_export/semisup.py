@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from vae_export.data import Dataset
 from vae_export.errors import UsageError
 from vae_export.model import VAE, Classifier, VAEConfig, kl_divergence, reparameterize
-from vae_export.train import TrainConfig, TrainResult, base_metrics, negative_elbo, one_hot
+from vae_export.training import TrainConfig, TrainResult, base_metrics, negative_elbo, one_hot
 
 LABELLED_BATCH = 100
 # Weight of the labelled images' mean cross-entropy against the batch's mean ELBO. Measured on

@@ -15,21 +15,18 @@ from typing import Any
 import numpy as np
 import onnx
 
-from vae_export.contract import META_PREFIX, ORT_FORMAT, GraphSpec, graph_filename
 from vae_export.errors import VAEExportError
 from vae_export.inputs import calibration_inputs, with_labels
+from vae_export.onnxinfo import graph_metadata, set_metadata
 from vae_export.variants import OPTIMIZED, REGISTRY
+from vae_export_runtime.contract import ORT_FORMAT, GraphSpec, graph_filename
+from vae_export_runtime.session import make_session
 
 
-def _retag(path: Path, source: onnx.ModelProto, variant: str) -> None:
+def _retag(path: Path, source: Path, variant: str) -> None:
     """Carry the fp32 graph's metadata (the contract) over, marking the variant."""
     model = onnx.load(str(path))
-    props = {p.key: p.value for p in source.metadata_props}
-    props[META_PREFIX + "variant"] = variant
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, graph_metadata(onnx.load(str(source), load_external_data=False), source).with_variant(variant))
     onnx.save_model(model, str(path), save_as_external_data=False)
 
 
@@ -143,7 +140,7 @@ def ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
         optimized[0].replace(opt_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _retag(opt_path, onnx.load(str(src)), OPTIMIZED)
+    _retag(opt_path, src, OPTIMIZED)
     return [(opt_path, OPTIMIZED), (ort_path, ORT_FORMAT)]
 
 
@@ -160,7 +157,7 @@ def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, images:
         raise
     except Exception as exc:  # ORT tool errors: keep the first line, name the variant
         raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
-    _retag(dst, onnx.load(str(src)), variant)
+    _retag(dst, src, variant)
     return [(dst, variant)]
 
 
@@ -178,7 +175,6 @@ def overflow_nodes(model: onnx.ModelProto, spec: GraphSpec, loaded: Any) -> tupl
     all-zero/all-one images, at the export size and twice it), and the largest magnitude seen.
     Every intermediate tensor is made a graph output for one ONNX Runtime run per probe."""
     from vae_export.inputs import edge_inputs, prior_z
-    from vae_export.ortsession import make_session
 
     inferred = onnx.shape_inference.infer_shapes(model)
     floats = {v.name: v for v in inferred.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
@@ -192,7 +188,7 @@ def overflow_nodes(model: onnx.ModelProto, spec: GraphSpec, loaded: Any) -> tupl
     with tempfile.TemporaryDirectory() as work:
         path = Path(work) / "probe.onnx"
         onnx.save_model(probe, str(path), save_as_external_data=False)
-        session = make_session(path, validate=False)
+        session = make_session(path)
         names = [o.name for o in session.get_outputs()]
         rng = np.random.default_rng(0)
         for size in sizes:

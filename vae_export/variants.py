@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vae_export.contract import FP32, ORT_FORMAT
+from vae_export_runtime.contract import FP32, ORT_FORMAT
 
 
 @dataclass(frozen=True)

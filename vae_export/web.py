@@ -16,9 +16,9 @@ from importlib import resources
 from pathlib import Path
 
 from vae_export.artifacts import atomic_write_bytes, cache_dir, ensure_dir
-from vae_export.contract import graph_filename
 from vae_export.errors import UsageError, VAEExportError
-from vae_export.runtime import VAEDecoder
+from vae_export_runtime import VAEDecoder
+from vae_export_runtime.contract import graph_filename
 
 ORT_WEB_VERSION = "1.30.0"
 # The WASM-only build: one script, and the SIMD module it loads next to itself.
@@ -61,20 +61,16 @@ def ort_web_package(ort_web: Path | None) -> Path:
 def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant: str = "fp32",
                size: tuple[int, int] | None = None) -> list[Path]:
     """Write the page into `out`; returns the files written. A decoder with a symbolic size is
-    shown at `size` (default: the size the manifest records it was exported at)."""
+    shown at `size` (default: the runtime's `default_size`, the size it was exported at)."""
     decoder_path = artifacts / graph_filename("decoder", variant)
     if not decoder_path.is_file():
         raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
     decoder = VAEDecoder(decoder_path)  # validates the graph before anything is written
-    if size is None and None in decoder.latent_shape:
-        from vae_export.manifest import Manifest
-
-        size = Manifest.read(artifacts).model.geometry.size
     try:
         latent_shape = decoder.latent_shape_for(size)
     except ValueError as exc:  # RuntimeInputError
         raise UsageError(f"--size: {exc}") from None
-    image_shape = [decoder.image_shape[0], *(size or decoder.image_shape[1:])]
+    image_shape = [decoder.image_shape[0], *(size or decoder.default_size)]
     package = ort_web_package(ort_web)
     ensure_dir(out, "--out")
     written = []

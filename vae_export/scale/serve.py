@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 
 from vae_export.errors import first_line
-from vae_export.runtime import RuntimeInputError
+from vae_export_runtime import RuntimeInputError
 
 APP_NAME = "vae-export"
 MAX_BODY_BYTES = 64 * 1024**2
@@ -104,19 +104,14 @@ def _signature(graph: Any) -> dict[str, Any]:
 @serve.ingress(api)
 class VAEServer:
     def __init__(self, config: ServeConfig) -> None:
-        from vae_export.contract import graph_filename
-        from vae_export.runtime import VAE
+        from vae_export_runtime.contract import graph_filename
+        from vae_export_runtime import VAE
 
         self.config = config
         threads = 1  # each replica holds one CPU (ray_actor_options), so one intra-op thread
         self.vae = VAE(config.artifacts / graph_filename("encoder", config.variant),
                        config.artifacts / graph_filename("decoder", config.variant), threads=threads)
-        size = None
-        if None in self.vae.decoder.latent_shape:  # --dynamic-size: /sample draws at the export size
-            from vae_export.manifest import Manifest
-
-            size = Manifest.read(config.artifacts).model.geometry.size
-        self.latent_shape = self.vae.decoder.latent_shape_for(size)
+        self.latent_shape = self.vae.decoder.latent_shape_for()  # --dynamic-size: /sample draws at the export size
         for method in (self._decode_batch, self._encode_batch):
             method.set_max_batch_size(config.max_batch_size)
             method.set_batch_wait_timeout_s(config.batch_wait_s)
@@ -207,7 +202,7 @@ def build_app(config: ServeConfig) -> Any:
 def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, address: str | None = None) -> bool:
     """Start Ray (or join `address`) and Serve, and deploy the app at /; True when Ray was
     started here (so `stop_server` shuts it down)."""
-    from vae_export.contract import graph_filename
+    from vae_export_runtime.contract import graph_filename
     from vae_export.errors import UsageError
     from vae_export.scale.jobs import start_ray
 

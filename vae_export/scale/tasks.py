@@ -62,7 +62,7 @@ class Worker:
     """Holds the ONNX Runtime sessions for one process (a Ray actor, or the local engine)."""
 
     def __init__(self, task: Task, threads: int | None = None) -> None:
-        from vae_export.runtime import VAE, VAEDecoder
+        from vae_export_runtime import VAE, VAEDecoder
 
         self.task = task
         if task.kind == "generate":
@@ -111,9 +111,9 @@ def make_task(kind: str, artifacts: Path, source: Source | None = None, seed: in
               variant: str = "fp32") -> Task:
     """A task on ARTIFACTS' graphs; the image shape and latent size come from the decoder's
     own signature (loading it here also reports a missing or broken graph before any work)."""
-    from vae_export.contract import graph_filename
     from vae_export.errors import UsageError
-    from vae_export.runtime import VAEDecoder
+    from vae_export_runtime import RuntimeInputError, VAEDecoder
+    from vae_export_runtime.contract import graph_filename
 
     # absolute: Ray workers may run in another working directory
     encoder, decoder = (artifacts.resolve() / graph_filename(role, variant) for role in ("encoder", "decoder"))
@@ -121,12 +121,10 @@ def make_task(kind: str, artifacts: Path, source: Source | None = None, seed: in
         if not path.is_file():
             raise UsageError(f"--artifacts {artifacts}: no {path.name}; run `vae-export export --artifacts {artifacts}` first")
     graph = VAEDecoder(decoder)
-    if None in graph.latent_shape:  # --dynamic-size graphs: jobs run at the size they were exported at
-        from vae_export.manifest import Manifest
-
-        geometry = Manifest.read(artifacts).model.geometry
-        image_shape, latent_shape = geometry.image_shape, geometry.latent_shape
-    else:
-        image_shape = tuple(int(d) for d in graph.image_shape)  # type: ignore[arg-type]
-        latent_shape = tuple(int(d) for d in graph.latent_shape)  # type: ignore[arg-type]
+    try:  # --dynamic-size graphs: jobs run at the size they were exported at
+        latent_shape = graph.latent_shape_for()
+    except RuntimeInputError as exc:
+        raise UsageError(f"--artifacts {artifacts}: {exc}") from None
+    height, width = graph.default_size  # type: ignore[misc]
+    image_shape = (int(graph.image_shape[0]), height, width)  # type: ignore[arg-type]
     return Task(kind, encoder, decoder, image_shape, latent_shape, source, seed, samples)

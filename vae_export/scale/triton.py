@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_export.artifacts import ensure_dir
-from vae_export.contract import BATCH_DIM, ROLES, graph_filename
+from vae_export_runtime.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
 
 MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}

@@ -1,16 +1,17 @@
-"""ONNX Runtime sessions configured one way for verify, bench and the runtime (no torch).
+"""ONNX Runtime sessions configured one way for apps, verify and bench (numpy + onnxruntime).
 
 A graph read back from disk is untrusted input: `make_session` checks it against the
 contract's signature (names, float32, a symbolic batch, every other dimension the size the
 manifest or the graph's own metadata says) before anything runs it, and `run_limited` stops a
 run that exceeds a time limit (a `Loop` with no trip count would otherwise never return).
+The toolkit validates a graph with the onnx package first (external data, value sizes); this
+module needs neither onnx nor torch.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import math
 import os
 import threading
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from vae_export.contract import META_PREFIX, GraphSpec, value_shapes
-from vae_export.errors import UsageError, VAEExportError, first_line
-from vae_export.manifest import MAX_ELEMENTS
-from vae_export.options import DEVICES
+from vae_export_runtime.codec import GraphMetadata
+from vae_export_runtime.contract import GraphSpec, value_shapes
+from vae_export_runtime.errors import RuntimeInputError, UsageError, VAEExportError, first_line
+from vae_export_runtime.limits import DEVICES, MAX_ELEMENTS
 
 RUN_TIME_LIMIT_ENV = "VAE_EXPORT_RUN_TIMEOUT"
 # Our graphs answer in milliseconds; a minute is far past any honest run, even at batch
@@ -71,37 +72,35 @@ def make_session(
     spec: GraphSpec | None = None,
     *,
     providers: Sequence[str] | None = None,
-    validate: bool = True,
     shapes: Mapping[str, tuple[int | None, ...]] | None = None,
+    options: ort.SessionOptions | None = None,
 ) -> ort.InferenceSession:
-    """The one way this project opens a graph in ONNX Runtime (verify, bench, export's checks,
-    inspect, the runtime): `session_options`, the device's providers (or `providers` as
+    """The one way a graph is opened in ONNX Runtime (apps, verify, bench, export's checks,
+    inspect): `session_options` (or `options`), the device's providers (or `providers` as
     given), and, with `spec`, the signature checked against the contract (`check_signature`:
-    against `shapes`, the sizes the manifest records, else against the graph's own metadata).
-
-    `validate` first loads an .onnx with the onnx package and refuses external data outside
-    its directory; the torch-free runtime passes False (it has no onnx package), and ONNX
-    Runtime's own path check (1.20+) then refuses such data."""
-    if validate and path.suffix == ".onnx":
-        from vae_export.onnxinfo import check_static_sizes, load_onnx
-
-        check_static_sizes(load_onnx(path), path, MAX_ELEMENTS)
+    against `shapes`, the sizes a manifest records, else against the graph's own metadata).
+    ONNX Runtime (1.20+) itself refuses external data outside the model's directory."""
     chosen = list(providers) if providers is not None else providers_for(device)
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=chosen)
+        session = ort.InferenceSession(str(path), sess_options=options or session_options(threads), providers=chosen)
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        raise VAEExportError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
+        raise RuntimeInputError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     if spec is not None:
         check_names(session, spec, path)
-        check_signature(session, spec, path, shapes)
+        check_signature(session, spec, path, shapes if shapes is not None else metadata_shapes(session, spec, path))
     return session
+
+
+def read_metadata(session: ort.InferenceSession, path: Path) -> GraphMetadata:
+    """The graph's own metadata, through the codec (RuntimeInputError when it is not ours)."""
+    return GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
 
 
 def check_names(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != list(spec.input_names) or outputs != list(spec.output_names):
-        raise VAEExportError(
+        raise RuntimeInputError(
             f"{path}: expected a {spec.role} graph {', '.join(spec.input_names)} -> {', '.join(spec.output_names)}, "
             f"found {', '.join(inputs) or '(no inputs)'} -> {', '.join(outputs)}"
         )
@@ -117,37 +116,20 @@ def expected_shapes(spec: GraphSpec, latent_shape: Sequence[int | None], image_s
     return {name: shapes.get(name, ()) for name in (*spec.input_names, *spec.output_names)}
 
 
-def _meta_shape(meta: Mapping[str, str], key: str, path: Path) -> tuple[int | None, ...] | None:
-    """A shape recorded in metadata: a JSON list, null for symbolic dims (contract v2), or
-    `1,28,28` (v1); None when absent or `null` (a symbolic image size)."""
-    text = meta.get(META_PREFIX + key)
-    if text is None or text.strip() == "null":
-        return None
-    try:
-        value = json.loads(text) if text.strip().startswith("[") else [int(v) for v in text.split(",")]
-        if not isinstance(value, list) or not value or not all(v is None or (type(v) is int and v >= 1) for v in value):
-            raise ValueError(text)
-    except (ValueError, RecursionError):
-        raise VAEExportError(f"{path}: metadata {META_PREFIX}{key}: expected positive integers, "
-                             f"found {json.dumps(text[:60])}") from None
-    return tuple(value)
-
-
-def metadata_shapes(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> dict[str, tuple[int | None, ...]] | None:
-    """The contract's shapes as the graph's own metadata states them (None without metadata).
-    A symbolic image size (`image_shape` null) takes its channel count from the graph."""
-    meta = session.get_modelmeta().custom_metadata_map
-    latent = _meta_shape(meta, "latent_shape", path) or _meta_shape(meta, "latent_dim", path)
-    image = _meta_shape(meta, "image_shape", path)
-    if image is None and latent is not None and None in latent and meta.get(META_PREFIX + "image_shape") == "null":
+def metadata_shapes(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> dict[str, tuple[int | None, ...]]:
+    """The contract's shapes as the graph's own metadata states them. A symbolic image size
+    (`image_shape` null) takes its channel count from the graph."""
+    meta = read_metadata(session, path)
+    image = meta.image_shape
+    if image is None:
         values = {v.name: v for v in [*session.get_inputs(), *session.get_outputs()]}
         pixels = values.get("x") or values.get("x_hat")
         channels = pixels.shape[1] if pixels is not None and len(pixels.shape) == 4 else None
-        image = (channels, None, None) if isinstance(channels, int) else None
-    classes = _meta_shape(meta, "num_classes", path)
-    if latent is None or image is None:
-        return None
-    return expected_shapes(spec, latent, image, classes[0] if classes else 0)
+        if not isinstance(channels, int):
+            raise RuntimeInputError(f"{path}: a symbolic-size graph must fix its channel count, found "
+                                    f"{_shown(pixels) if pixels is not None else 'no image value'}")
+        image = (channels, None, None)
+    return expected_shapes(spec, meta.latent_shape, image, meta.num_classes)
 
 
 def _shown(value: Any) -> str:
@@ -156,17 +138,11 @@ def _shown(value: Any) -> str:
 
 
 def check_signature(session: ort.InferenceSession, spec: GraphSpec, path: Path,
-                    shapes: Mapping[str, tuple[int | None, ...]] | None = None) -> None:
+                    shapes: Mapping[str, tuple[int | None, ...]]) -> None:
     """Refuse a graph whose inputs and outputs are not float32 [batch, *shape] with the
-    contract's shapes (from the manifest when given, else the graph's metadata; a graph with
-    neither only has to be consistent: every dimension but batch fixed, mu and logvar alike).
-    Names are `check_names`' job. The message shows the expected and the found signature."""
+    contract's `shapes` (None: a symbolic dimension). Names are `check_names`' job. The
+    message shows the expected and the found signature."""
     values = [*session.get_inputs(), *session.get_outputs()]
-    shapes = shapes if shapes is not None else metadata_shapes(session, spec, path)
-    if shapes is None:  # no contract to compare with: the graph's own fixed sizes, if consistent
-        shapes = {v.name: tuple(v.shape[1:]) for v in values}
-        if spec.role == "encoder" and shapes.get("mu") != shapes.get("logvar"):
-            shapes = {}
     found = "; ".join(_shown(v) for v in values)
     for v in values:
         want = shapes.get(v.name)
@@ -178,8 +154,8 @@ def check_signature(session: ort.InferenceSession, spec: GraphSpec, path: Path,
         if not ok:
             expected = "; ".join(f"{name} float [batch, {', '.join('?' if d is None else str(d) for d in dims)}]"
                                  for name, dims in shapes.items())
-            raise VAEExportError(f"{path}: not the {spec.role} signature of the contract: expected "
-                                 f"{expected or 'fixed sizes, mu and logvar alike'}, found {found}")
+            raise RuntimeInputError(f"{path}: not the {spec.role} signature of the contract: expected {expected}, "
+                                    f"found {found}")
 
 
 # ---- runs with a time limit --------------------------------------------------------------------

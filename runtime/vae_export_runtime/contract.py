@@ -4,13 +4,12 @@ Contract v2: a graph has one or two inputs (`x`/`z`, and `y` for conditional mod
 of any shape (`[latent]` flat, `[c, h, w]` spatial), and optionally symbolic `height`/`width`.
 The v1 contract (flat, unconditional, one size) is the special case.
 
-Torch-free: the runtime, export, verify and bench all read names and shapes from here so they
-never drift.
+numpy-free and torch-free: the runtime, export, verify and bench all read names and shapes
+from here so they never drift. The graphs' metadata keys are `codec.py`'s.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,8 +18,6 @@ HEIGHT_DIM, WIDTH_DIM = "height", "width"
 LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM = "latent_height", "latent_width"
 FP32 = "fp32"
 ORT_FORMAT = "ort"  # the variant whose file is a .ort flatbuffer, not an .onnx
-META_PREFIX = "vae_export."
-LIKELIHOODS = ("bernoulli", "gaussian")
 
 Shape = tuple[int | None, ...]  # None: a symbolic dimension
 
@@ -170,28 +167,6 @@ def symbolic_names(role_value: str, rank: int) -> tuple[str, ...]:
     if rank >= 3:
         names[-2], names[-1] = h, w
     return tuple(names)
-
-
-def shape_json(shape: Sequence[int | None] | None) -> str:
-    """Metadata form of a shape: a JSON list, null for symbolic dims (or a symbolic size)."""
-    return json.dumps(None if shape is None else list(shape))
-
-
-def parse_shape(text: str | None) -> Shape | None:
-    """Reads `latent_shape`/`image_shape` metadata in both forms: the v2 JSON list (null for
-    symbolic) and the v1 `C,H,W` string; None when absent or null."""
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        value = json.loads(text) if text.startswith(("[", "null")) else [int(v) for v in text.split(",")]
-    except (ValueError, json.JSONDecodeError):
-        raise ValueError(f"not a shape: {text[:40]!r}") from None
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(v is None or (isinstance(v, int) and v > 0) for v in value):
-        raise ValueError(f"not a shape: {text[:40]!r}")
-    return tuple(value)
 
 
 def format_shape(shape: Sequence[int | str | None]) -> str:

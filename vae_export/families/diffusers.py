@@ -1,7 +1,8 @@
-"""diffusers autoencoders (`--model diffusers:AutoencoderKL`, `diffusers:AutoencoderTiny`, ...):
-loading them safely from a local directory, and the graph wrappers of the contract.
+"""The diffusers family: diffusers' autoencoders (`--model diffusers:AutoencoderKL`,
+`diffusers:AutoencoderTiny`, ...), loaded safely from a local directory, behind the contract's
+graph API.
 
-Loading (`load_diffusers`), every check before any weight is read into a model:
+Loading (`DiffusersFamily.load`), every check before any weight is read into a model:
 - `--model diffusers:NAME` resolves only classes of the `diffusers` package whose name starts
   with `Autoencoder` and that have `encode` and `decode` (a manifest may record the name: it is
   never code to import beyond this allow-list).
@@ -16,7 +17,7 @@ Loading (`load_diffusers`), every check before any weight is read into a model:
 - the tensors go through the project's checks (`checkpoint.read_state_dict`: plain dense
   tensors, bounded sizes; finite values; exact keys and shapes).
 
-Graphs (docs/contract.md, DESIGN.md section 2): pixels in [0, 1] at both ends, the [-1, 1] maps
+Graphs (docs/contract.md): pixels in [0, 1] at both ends, the [-1, 1] maps
 inside. Encoder: `x -> encode(2x - 1)`; AutoencoderKL gives `latent_dist.mean` and
 `latent_dist.logvar` as diffusers computes them (logvar clamped to [-30, 20] by diffusers'
 DiagonalGaussianDistribution); AutoencoderTiny is deterministic (no variance): `mu` is its
@@ -43,6 +44,9 @@ from torch import nn
 
 from vae_export.artifacts import sha256_file
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.families.base import Family, LoadedModel, LoadRequest
+from vae_export.graphs import split
+from vae_export.tensors import check_finite, check_keys, read_state_dict
 
 PREFIX = "diffusers:"
 CLASS_PREFIX = "Autoencoder"
@@ -62,10 +66,6 @@ MIN_EXPORT_SIZE = 64
 # float32 rounding up to 1000x. Measured on random-weight AutoencoderKL configs: max abs 2e-5 at
 # 64x64, 3.7e-4 at 128x128 (random inputs: 1e-6). Optimum's single check uses 3e-4 everywhere.
 EDGE_FP32_ATOL = 1e-3
-
-
-def is_diffusers_ref(model_ref: str | None) -> bool:
-    return model_ref is not None and model_ref.startswith(PREFIX)
 
 
 def resolve_class(model_ref: str) -> type:
@@ -204,8 +204,6 @@ def checkpoint_digest(config_path: Path, weights: Path) -> str:
 def load_weights(model: nn.Module, weights: Path) -> None:
     """The tensors through the project's checks, diffusers' renames of old attention keys
     (query/key/value -> to_q/to_k/to_v, as its own loader does), then a strict load."""
-    from vae_export.checkpoint import check_finite, check_keys, read_state_dict
-
     state, _ = read_state_dict(weights)
     check_finite(state, weights)
     state = dict(state)
@@ -253,42 +251,45 @@ def metadata(cls: type, config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def load_diffusers(checkpoint: Path, model_ref: str, image_shape: tuple[int, int, int] | None = None,
-                   dynamic_size: bool = True) -> Any:
-    """Load and split a diffusers autoencoder into the contract's graphs (a `LoadedModel`).
+class DiffusersFamily(Family):
+    """diffusers' autoencoders. Their graphs always have a symbolic height and width (the
+    autoencoders are fully convolutional): the export size defaults to 8 latent cells a side,
+    at least 64x64. Verify and bench rebuild them from the recorded source (an allow-listed
+    diffusers class, never arbitrary code) and directory."""
 
-    The graphs always have a symbolic height and width (diffusers' autoencoders are fully
-    convolutional): `dynamic_size` is accepted for the common signature and implied. The
-    export size defaults to 8 latent cells a side, at least 64x64."""
-    from vae_export.checkpoint import (LoadedModel, _DecodeGraph, _EncodeGraph, _trial_decode, _trial_encode,
-                                       _trial_second_size)
-    from vae_export.contract import Geometry
+    name = "diffusers"
+    # Trained on pixel reconstruction in [-1, 1] (an L1/L2 loss, not a Bernoulli one).
+    likelihood = "gaussian"
 
-    cls = resolve_class(model_ref)
-    directory = model_directory(checkpoint)
-    weights = weights_file(directory)
-    config_path = directory / CONFIG_NAME
-    config = read_config(config_path, cls)
-    vae = build_model(cls, config, config_path)
-    load_weights(vae, weights)
-    module = DiffusersVAE(vae.eval()).eval()
-    stride = _stride(cls, config)
-    if image_shape is None:
-        side = max(MIN_EXPORT_SIZE, EXPORT_SIZE_LATENT * stride)
-        image_shape = (int(vae.config.get("in_channels", 3)), side, side)
-    encoder = _EncodeGraph(module).eval()
-    latent = _trial_encode(encoder, image_shape, directory)
-    reshape = _trial_decode(module, latent, image_shape, directory)
-    found = _trial_second_size(encoder, module, image_shape, latent, reshape, directory)
-    public = {k: v for k, v in vae.config.items() if not k.startswith("_")}
-    return LoadedModel(
-        encoder=encoder,
-        decoder=_DecodeGraph(module, image_shape, reshape=False).eval(),
-        geometry=Geometry(image_shape, latent, True, found),
-        checkpoint=directory,
-        checkpoint_sha256=checkpoint_digest(config_path, weights),
-        source=f"{PREFIX}{cls.__name__}",
-        config={"diffusers": public, "class": cls.__name__, "image_shape": list(image_shape),
-                "latent_shape": list(latent)},
-        extra_metadata=metadata(cls, public),
-    )
+    def claims(self, request: LoadRequest) -> bool:
+        return request.model_ref is not None and request.model_ref.startswith(PREFIX)
+
+    def owns(self, source: str) -> bool:
+        return source.startswith(PREFIX)
+
+    def model_ref_for(self, source: str) -> str | None:
+        return source  # diffusers:<Class>: resolve_class allows only diffusers' own autoencoders
+
+    def edge_atol(self, atol: float) -> float:
+        # GroupNorm of a near-constant feature map divides by a standard deviation near 0
+        return max(atol, EDGE_FP32_ATOL)
+
+    def load(self, request: LoadRequest) -> LoadedModel:
+        assert request.model_ref is not None
+        cls = resolve_class(request.model_ref)
+        directory = model_directory(request.checkpoint)
+        weights = weights_file(directory)
+        config_path = directory / CONFIG_NAME
+        config = read_config(config_path, cls)
+        vae = build_model(cls, config, config_path)
+        load_weights(vae, weights)
+        module = DiffusersVAE(vae.eval()).eval()
+        image_shape = request.image_shape
+        if image_shape is None:
+            side = max(MIN_EXPORT_SIZE, EXPORT_SIZE_LATENT * _stride(cls, config))
+            image_shape = (int(vae.config.get("in_channels", 3)), side, side)
+        public = {k: v for k, v in vae.config.items() if not k.startswith("_")}
+        return split(module, image_shape, family=self, checkpoint=directory,
+                     checkpoint_sha256=checkpoint_digest(config_path, weights), source=f"{PREFIX}{cls.__name__}",
+                     config={"diffusers": public, "class": cls.__name__, "image_shape": list(image_shape)},
+                     dynamic_size=True, extra_metadata=metadata(cls, public))

@@ -1,7 +1,7 @@
-"""Checks of the torch-free runtime's arguments: counts, seeds, arrays, and class labels.
+"""Checks of the runtime's arguments: counts, seeds, arrays, and class labels.
 
 numpy only. Every bad argument is one `RuntimeInputError` naming it, what was expected and
-what was found (the runtime re-exports the exception; apps catch it from there).
+what was found.
 """
 
 from __future__ import annotations
@@ -11,16 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from vae_export.errors import VAEExportError
-from vae_export.options import MAX_BATCH, MAX_SEED
+from vae_export_runtime.errors import RuntimeInputError
+from vae_export_runtime.limits import MAX_SEED, MAX_TEMPERATURE
 
 # A row of y may mix classes; it must still be a distribution. float32 sums of K values in
 # [0, 1] are exact to about 1e-6, so this only refuses rows that were never meant to sum to 1.
 ROW_SUM_TOLERANCE = 1e-3
-
-
-class RuntimeInputError(VAEExportError, ValueError):
-    """An input that does not match the graph's signature."""
 
 
 def check_count(name: str, value: Any, low: int, high: int) -> int:
@@ -38,9 +34,9 @@ def check_seed(seed: Any) -> int | None:
 
 
 def check_temperature(value: Any) -> float:
-    """The prior's scale for sampling, z ~ N(0, T^2 I): a finite number in (0, 10]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) <= 10:
-        raise RuntimeInputError(f"temperature: expected a number in (0, 10], found {value!r}")
+    """The prior's scale for sampling, z ~ N(0, T^2 I): a finite number in (0, MAX_TEMPERATURE]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) <= MAX_TEMPERATURE:
+        raise RuntimeInputError(f"temperature: expected a number in (0, {MAX_TEMPERATURE:g}], found {value!r}")
     return float(value)
 
 
@@ -103,5 +99,4 @@ def condition(y: Any, labels: Any, num_classes: int, n: int) -> np.ndarray | Non
     return label_rows(labels, num_classes, n) if labels is not None else check_rows(y, num_classes, n)
 
 
-__all__ = ["MAX_BATCH", "RuntimeInputError", "as_array", "check_count", "check_rows", "check_seed",
-           "check_temperature", "condition", "label_rows"]
+__all__ = ["as_array", "check_count", "check_rows", "check_seed", "check_temperature", "condition", "label_rows"]

@@ -1,213 +1,24 @@
-"""The `vae-export` command line: parses options, calls one library function per command,
-formats the result. Library errors become one `Error: ...` line here, in one place."""
+"""The built-in commands: train, export, verify, bench, sample, inspect, web, run. Each parses
+its options into the dataclasses of `vae_export.options`, calls one library function
+(`vae_export.pipeline`) and formats what it returns."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from vae_export import __version__
 from vae_export.artifacts import CHECKPOINT_NAME
-from vae_export.errors import UsageError, VAEExportError, first_line
-from vae_export.manifest import MAX_ELEMENTS
-from vae_export.options import (ARCHS, DATASETS, DEFAULT_OPSET, DEVICES, EXPORTERS, MAX_BATCH, MAX_ITERATIONS,
-                                MAX_LABELS, MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions,
-                                ExportOptions, ModelSource, RunOptions, TrainOptions, VerifyOptions)
+from vae_export.cli.group import main
+from vae_export.cli.options import (BatchSizes, Finite, ImageShape, Sizes, arch_option, artifacts_option,
+                                    batch_sizes_option, conditional_option, dataset_options, device_option,
+                                    json_option, model_options, progress, quiet_option, sizes_option, write_json)
+from vae_export.errors import UsageError
+from vae_export.options import (DEFAULT_OPSET, EXPORTERS, MAX_BATCH, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S,
+                                MAX_SEED, MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions, ExportOptions,
+                                ModelSource, RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
-
-DEBUG_ENV = "VAE_EXPORT_DEBUG"
-
-
-def _debug(ctx: click.Context | None) -> bool:
-    root = ctx.find_root() if ctx else None
-    return bool(os.environ.get(DEBUG_ENV)) or bool(root and root.params.get("debug"))
-
-
-class _Group(click.Group):
-    """Turns our exceptions into `Error: ...` with their exit code; internal bugs (anything
-    else) become one line too, unless --debug or VAE_EXPORT_DEBUG=1 asks for the traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        # Third-party warnings (torch.load's pickle-protocol notice, numpy, ...) are held back
-        # and shown after a command that succeeds; a failing command prints only its one
-        # `Error:` line (all of them with --debug).
-        failed = True
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                result = self._invoke(ctx)
-            failed = False
-            return result
-        finally:  # replayed outside the recording context (inside it, they would be recorded again)
-            if not failed or _debug(ctx):
-                _replay(caught)
-
-    def _invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except VAEExportError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
-            raise error from None
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as exc:
-            if _debug(ctx):
-                raise
-            raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {first_line(exc, '')} (rerun with --debug for the traceback)"
-            ) from None
-
-
-def _replay(caught: list[warnings.WarningMessage]) -> None:
-    for w in caught:
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-
-
-# ---- shared options: defined once so names and meanings never drift ----------------------
-
-class _Finite(click.FloatRange):
-    """A FloatRange that also refuses NaN and infinities (FloatRange lets NaN through every
-    bound: a NaN --max-regression made a gate that could not fail)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"expected a finite number, found {value!r}", param, ctx)
-        return number
-
-
-class _BatchSizes(click.ParamType):
-    name = "N,N,..."
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            sizes = tuple(int(v) for v in str(value).split(",") if v.strip())
-        except ValueError:
-            self.fail(f"expected comma-separated integers like 1,8,64, found {value!r}", param, ctx)
-        if not sizes or min(sizes) < 1:
-            self.fail(f"expected batch sizes of at least 1, found {value!r}", param, ctx)
-        if max(sizes) > MAX_BATCH or len(sizes) > 64:
-            self.fail(f"expected at most 64 batch sizes of at most {MAX_BATCH}, found {value!r}", param, ctx)
-        return sizes
-
-
-class _Sizes(click.ParamType):
-    name = "HxW,..."
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[tuple[int, int], ...]:
-        if isinstance(value, tuple):
-            return value
-        sizes = []
-        for part in str(value).split(","):
-            h, sep, w = part.strip().lower().partition("x")
-            if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0 and int(h) * int(w) <= 1 << 26):
-                self.fail(f"expected sizes like 28x28,56x56,32x48 (positive, at most 2^26 pixels), found {value!r}",
-                          param, ctx)
-            sizes.append((int(h), int(w)))
-        return tuple(sizes)
-
-
-class _ImageShape(click.ParamType):
-    name = "C,H,W"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int, int]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            shape = tuple(int(v) for v in str(value).split(","))
-        except ValueError:
-            shape = ()
-        if len(shape) != 3 or min(shape) < 1:
-            self.fail(f"expected three positive integers C,H,W like 1,28,28, found {value!r}", param, ctx)
-        if math.prod(shape) > MAX_ELEMENTS:
-            self.fail(f"expected at most {MAX_ELEMENTS} values per image, found {value!r}", param, ctx)
-        return shape  # type: ignore[return-value]
-
-
-def _options(*decorators: Callable) -> Callable:
-    def apply(f: Callable) -> Callable:
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return f
-    return apply
-
-
-artifacts_option = click.option(
-    "--artifacts", type=click.Path(file_okay=False, path_type=Path), default=Path("artifacts"),
-    show_default=True, help="Directory the artifacts are written to and read from.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-                           help="Also write the machine-readable report to FILE.")
-device_option = click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
-                             help="Run ONNX Runtime (and PyTorch) on this device; cuda needs onnxruntime-gpu.")
-model_options = _options(
-    click.option("--checkpoint", type=click.Path(path_type=Path),
-                 help="Weights: our .safetensors, or a plain state dict (.pt/.pth) loaded with weights_only=True; "
-                      "for diffusers:CLASS a save_pretrained directory (or a pipeline's, with vae/)."),
-    click.option("--model", "model_ref", metavar="MODULE:ATTR",
-                 help="Your own VAE class or factory (encode(x) -> (mu, logvar), decode(z) -> x_hat), or "
-                      "diffusers:AutoencoderKL / diffusers:AutoencoderTiny (pip install vae-export[diffusers])."),
-    click.option("--image-shape", type=_ImageShape(),
-                 help="C,H,W for checkpoints that do not record it (default 1,28,28)."),
-)
-dataset_options = _options(
-    click.option("--dataset", type=click.Choice(DATASETS), default=TrainOptions.dataset,
-                 show_default=True, help="digits is embedded (offline); mnist/fashion-mnist read IDX files."),
-    click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-                 help="Directory with the four IDX files (raw or .gz)."),
-    click.option("--download", is_flag=True,
-                 help="Fetch the IDX files (sha256-verified) into $VAE_EXPORT_DATA or ~/.cache/vae-export."),
-)
-
-
-conditional_option = click.option(
-    "--conditional", is_flag=True,
-    help="Conditional VAE: q(z|x,y) and p(x|z,y) on the dataset's labels; the graphs take y (one-hot rows).")
-arch_option = click.option("--arch", type=click.Choice(ARCHS), default=TrainOptions.arch, show_default=True,
-                           help="mlp: the seed's MLP VAE; conv: fully convolutional, spatial latent [4, H/4, W/4].")
-sizes_option = click.option("--sizes", type=_Sizes(),
-                            help="Image sizes for graphs exported with --dynamic-size (default: the export size, "
-                                 "twice it, and a non-square one, e.g. 28x28,56x56,32x48).")
-
-
-def _batch_sizes_option(default: tuple[int, ...]) -> Callable:
-    return click.option("--batch-sizes", type=_BatchSizes(), default=",".join(map(str, default)), show_default=True,
-                        help="Comma-separated batch sizes.")
-
-
-def _progress(quiet: bool) -> Any:
-    from vae_export.progress import Progress
-
-    return Progress(quiet=quiet)
-
-
-def _write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is not None:
-        from vae_export.artifacts import atomic_write_json
-
-        atomic_write_json(path, data)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="vae-export")
-@click.option("--debug", is_flag=True, help=f"Show tracebacks (also {DEBUG_ENV}=1).")
-def main(debug: bool) -> None:
-    """Export a VAE to ONNX as encoder and decoder graphs, prove parity, benchmark, embed.
-
-    \b
-    Quick start (embedded digits, no network):
-        vae-export run
-    """
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -218,11 +29,11 @@ def main(debug: bool) -> None:
 @arch_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: 100 for digits, 40 for mnist/fashion-mnist.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=TrainOptions.batch_size, show_default=True)
-@click.option("--lr", type=_Finite(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
+@click.option("--lr", type=Finite(min=0, min_open=True), default=TrainOptions.lr, show_default=True,
               help="Peak learning rate of the one-cycle schedule (Adam).")
 @click.option("--latent-dim", type=click.IntRange(1, MAX_WIDTH), default=TrainOptions.latent_dim, show_default=True)
 @click.option("--hidden-dim", type=click.IntRange(1, MAX_WIDTH), default=TrainOptions.hidden_dim, show_default=True)
-@click.option("--beta", type=_Finite(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
+@click.option("--beta", type=Finite(min=0), default=TrainOptions.beta, show_default=True, help="KL weight in training.")
 @click.option("--channels", type=click.IntRange(1, 1024), default=TrainOptions.channels, show_default=True,
               help="conv: convolution width.")
 @click.option("--latent-channels", type=click.IntRange(1, 1024), default=TrainOptions.latent_channels,
@@ -257,7 +68,7 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
                            batch_size=batch_size, lr=lr, latent_dim=latent_dim, hidden_dim=hidden_dim, beta=beta,
                            channels=channels, latent_channels=latent_channels, seed=seed, conditional=conditional,
                            labels=labels)
-    metrics = train_into(artifacts, options, _progress(quiet))
+    metrics = train_into(artifacts, options, progress(quiet))
     click.echo(f"final test loss {metrics['final_test_loss']:.2f} nats/image on {dataset} "
                f"({len(metrics['epochs'])} epochs, {metrics['wall_time_s']:.1f} s); "
                f"wrote {artifacts / CHECKPOINT_NAME}")
@@ -310,25 +121,24 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
 
 
-# ---- verify / bench helpers --------------------------------------------------------------------
-
-def _fmt(value: float | None, spec: str = ".2e") -> str:
-    return "nan/inf" if value is None else format(value, spec)
-
+# ---- verify -------------------------------------------------------------------------------------
 
 @main.command()
 @artifacts_option
 @model_options
-@_batch_sizes_option(VerifyOptions.batch_sizes)
+@batch_sizes_option(VerifyOptions.batch_sizes)
 @sizes_option
-@click.option("--atol", type=_Finite(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
-@click.option("--rtol", type=_Finite(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
+@click.option("--atol", type=Finite(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
+@click.option("--rtol", type=Finite(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
+@click.option("--engine", "engines", multiple=True, metavar="NAME",
+              help="Check the graphs on this engine (repeatable; default onnxruntime): any registered engine that "
+                   "runs the exported graphs, e.g. openvino (pip install vae-export[peers]).")
 @json_option
 @quiet_option
 def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
-           batch_sizes: tuple[int, ...], sizes: Any, atol: float, rtol: float, device: str, json_path: Path | None,
-           quiet: bool) -> None:
+           batch_sizes: tuple[int, ...], sizes: Any, atol: float, rtol: float, device: str, engines: tuple[str, ...],
+           json_path: Path | None, quiet: bool) -> None:
     """Compare ONNX Runtime with PyTorch for every graph and variant; exit 1 on any mismatch.
 
     \b
@@ -352,13 +162,14 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
     options = VerifyOptions(batch_sizes=batch_sizes, sizes=sizes, atol=atol, rtol=rtol, device=device,
-                            json_path=json_path)
-    report = verify_artifacts(artifacts, source, options, _progress(quiet))
+                            engines=engines or VerifyOptions.engines, json_path=json_path)
+    report = verify_artifacts(artifacts, source, options, progress(quiet))
     _print_verify(report)
     report.raise_if_failed()
 
 
 def _print_verify(report: Any) -> None:
+    from vae_export.reports import fmt_number
     for name in report.bad_files:
         click.echo(f"INTEGRITY FAIL  {name}: sha256 does not match the manifest")
     if not report.checkpoint["matches_manifest"]:
@@ -368,8 +179,8 @@ def _print_verify(report: Any) -> None:
     for c in report.checks:
         psnr = "" if c.psnr_db is None else f"{c.psnr_db:.1f}"
         click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {c.batch:>5} {c.input:<7} "
-                   f"{_fmt(c.max_abs):>9} {_fmt(c.max_rel):>9} {_fmt(c.mean_abs):>9} "
-                   f"{_fmt(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
+                   f"{fmt_number(c.max_abs):>9} {fmt_number(c.max_rel):>9} {fmt_number(c.mean_abs):>9} "
+                   f"{fmt_number(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
     t = report.thresholds
     click.echo(f"thresholds: fp32 atol {t['fp32']['atol']:g} rtol {t['fp32']['rtol']:g}; reduced-precision "
                f"decoder PSNR >= {t['reduced']['decoder_psnr_min_db']:g} dB "
@@ -385,22 +196,25 @@ def _print_verify(report: Any) -> None:
 @artifacts_option
 @model_options
 @device_option
-@_batch_sizes_option(BenchOptions.batch_sizes)
+@batch_sizes_option(BenchOptions.batch_sizes)
 @sizes_option
 @click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=BenchOptions.threads, show_default=True,
               help="Intra-op threads for both ONNX Runtime and PyTorch.")
 @click.option("--warmup", type=click.IntRange(0, MAX_ITERATIONS), default=BenchOptions.warmup, show_default=True, help="Untimed calls per shape.")
 @click.option("--iterations", type=click.IntRange(1, MAX_ITERATIONS), default=BenchOptions.iterations, show_default=True, help="Timed calls per shape.")
-@click.option("--min-time", "min_time", type=_Finite(0.0, MAX_MIN_TIME_S), default=None, metavar="SECONDS",
+@click.option("--min-time", "min_time", type=Finite(0.0, MAX_MIN_TIME_S), default=None, metavar="SECONDS",
               help="Time budget per row: more calls than --iterations until they fill SECONDS (stable p99s for fast "
                    f"rows) [default: {BenchOptions.min_time_s:g}; with --against, per side of each row, "
                    f"{AgainstOptions.min_time_s:g}].")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
 @click.option("--no-peers", is_flag=True, help="Do not time installed peer engines (OpenVINO).")
+@click.option("--engine", "engines", multiple=True, metavar="NAME",
+              help="Time exactly these engines (repeatable): onnxruntime, torch, openvino, or any registered one "
+                   "[default: onnxruntime, the installed peers, torch].")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
-@click.option("--max-regression", type=_Finite(min=1.0), default=None,
+@click.option("--max-regression", type=Finite(min=1.0), default=None,
               help="Fail when a row is slower than RATIO x the old one [default: "
                    f"{BenchOptions.max_regression:g} with --baseline, {AgainstOptions.max_regression:g} with --against].")
 @click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_DIR",
@@ -412,7 +226,8 @@ def _print_verify(report: Any) -> None:
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
           batch_sizes: tuple[int, ...], sizes: Any, threads: int, warmup: int, iterations: int, min_time: float,
-          no_torch: bool, no_peers: bool, json_path: Path | None, baseline: Path | None, max_regression: float | None,
+          no_torch: bool, no_peers: bool, engines: tuple[str, ...], json_path: Path | None, baseline: Path | None,
+          max_regression: float | None,
           against: Path | None, rounds: int | None, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
@@ -438,17 +253,18 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
             raise UsageError("--against and --baseline: expected one of them, found both")
         return _bench_against(artifacts, against, AgainstOptions(
             device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup, iterations=iterations,
-            rounds=rounds or AgainstOptions.rounds, min_time_s=min_time or AgainstOptions.min_time_s,
-            max_regression=max_regression or AgainstOptions.max_regression, json_path=json_path), quiet)
+            rounds=_given(rounds, AgainstOptions.rounds), min_time_s=_given(min_time, AgainstOptions.min_time_s),
+            max_regression=_given(max_regression, AgainstOptions.max_regression), json_path=json_path), quiet)
     from vae_export.pipeline import bench_artifacts
 
     source = ModelSource(checkpoint=checkpoint, model_ref=model_ref, image_shape=image_shape)
     options = BenchOptions(device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup,
-                           iterations=iterations, min_time_s=min_time or 0.0, with_torch=not no_torch, sizes=sizes,
-                           peers=not no_peers, json_path=json_path, baseline=baseline,
-                           max_regression=max_regression or BenchOptions.max_regression,
-                           rounds=rounds or BenchOptions.rounds)
-    outcome = bench_artifacts(artifacts, source, options, _progress(quiet))
+                           iterations=iterations, min_time_s=_given(min_time, BenchOptions.min_time_s),
+                           with_torch=not no_torch, sizes=sizes, peers=not no_peers, engines=engines,
+                           json_path=json_path, baseline=baseline,
+                           max_regression=_given(max_regression, BenchOptions.max_regression),
+                           rounds=_given(rounds, BenchOptions.rounds))
+    outcome = bench_artifacts(artifacts, source, options, progress(quiet))
     _print_bench(outcome.report)
     gate = outcome.gate
     if gate is not None:
@@ -462,21 +278,25 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
         click.echo(f"regression gate passed: {gate.compared} rows within {gate.max_regression:g}x of {baseline}")
 
 
+def _given(value: Any, default: Any) -> Any:
+    """An option's value, or the library's default when it was not given (0 is a value)."""
+    return default if value is None else value
+
+
 def _bench_against(artifacts: Path, old: Path, options: Any, quiet: bool) -> None:
     from vae_export import abtest
-    from vae_export.against import raise_if_regressed
     from vae_export.pipeline import bench_against
 
-    report = bench_against(artifacts, old, options, _progress(quiet))
-    click.echo(f"{artifacts} (new) against {old} (old), one process, {report['rounds']} paired rounds a row; "
-               f"{report['env']['cpu']} | threads {options.threads}")
-    for row in report["results"]:
+    report = bench_against(artifacts, old, options, progress(quiet))
+    click.echo(f"{artifacts} (new) against {old} (old), one process, {report.rounds} paired rounds a row; "
+               f"{report.env['cpu']} | threads {options.threads}")
+    for row in report.results:
         click.echo(abtest.verdict_line(row, options.max_regression))
-    for name in report["unmatched"]:
+    for name in report.unmatched:
         click.echo(f"not compared: {name}")
-    raise_if_regressed(report)
-    counts = ", ".join(f"{n} {v}" for v, n in report["counts"].items() if n)
-    click.echo(f"latency gate passed: {counts} ({len(report['results'])} rows)")
+    report.raise_if_failed()
+    counts = ", ".join(f"{n} {v}" for v, n in report.counts.items() if n)
+    click.echo(f"latency gate passed: {counts} ({len(report.results)} rows)")
 
 
 def _print_gate(gate: Any) -> None:
@@ -499,16 +319,10 @@ def _print_bench(report: Any) -> None:
     for r in report.results:
         speed = "" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}x"
         size = f"{r.size[0]}x{r.size[1]}" if r.size else "-"
-        pixels = r.batch * (r.size[0] * r.size[1] if r.size else _image_pixels(env, r))
+        per_mpx = r.megapixel_ms(env.get("image_shape"))
         click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
                    f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} "
-                   f"{r.p50_ms / (pixels / 1e6) if pixels else 0:>8.3f} {speed:>8} {r.iterations:>6}")
-
-
-def _image_pixels(env: dict[str, Any], row: Any) -> int:
-    """Pixels per image of a fixed-size graph (from the report's env), 0 when not recorded."""
-    shape = env.get("image_shape") or []
-    return shape[1] * shape[2] if len(shape) == 3 else 0
+                   f"{per_mpx or 0:>8.3f} {speed:>8} {r.iterations:>6}")
 
 
 # ---- sample / inspect -------------------------------------------------------------------------
@@ -520,9 +334,9 @@ def _image_pixels(env: dict[str, Any], row: Any) -> int:
 @click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
               help="Which decoder variant to use.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG path (default ARTIFACTS/samples.png).")
-@click.option("--size", "size", type=_Sizes(), metavar="HxW",
+@click.option("--size", "size", type=Sizes(), metavar="HxW",
               help="Image size, for a decoder exported with --dynamic-size (default: its export size).")
-@click.option("--temperature", type=_Finite(min=0, min_open=True, max=10), default=1.0, show_default=True,
+@click.option("--temperature", type=Finite(min=0, min_open=True, max=10), default=1.0, show_default=True,
               help="Scale of the prior: z ~ N(0, T^2 I); below 1 gives typical images, 1 the prior itself.")
 @click.option("--label", type=click.IntRange(min=0), help="Conditional decoders: sample this class.")
 @click.option("--per-class", is_flag=True, help="Conditional decoders: one row of -n images per class.")
@@ -560,7 +374,7 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
     from vae_export.onnxinfo import describe
 
     info = describe(onnx_file)
-    _write_json(json_path, info)
+    write_json(json_path, info)
     if info.get("format") == "ort":
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  ORT format")
     else:
@@ -585,7 +399,7 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
               help="Which decoder variant to ship.")
 @click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An installed onnxruntime-web package (default: npm install it once into the cache).")
-@click.option("--size", type=_Sizes(), metavar="HxW",
+@click.option("--size", type=Sizes(), metavar="HxW",
               help="Image size, for a decoder exported with --dynamic-size (default: its export size).")
 def web(artifacts: Path, out: Path, variant: str, ort_web: Path | None, size: Any) -> None:
     """Write a static page that runs decoder.onnx in the browser (onnxruntime-web).
@@ -635,7 +449,7 @@ def run(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, ep
     options = RunOptions(train=TrainOptions(dataset=dataset, data_dir=data_dir, download=download, epochs=epochs,
                                             seed=seed, arch=arch, conditional=conditional), variants=variants,
                          dynamic_size=dynamic_size)
-    result = run_pipeline(artifacts, options, _progress(quiet))
+    result = run_pipeline(artifacts, options, progress(quiet))
     _print_summary(result)
     result.raise_if_failed()
 
@@ -653,14 +467,3 @@ def _print_summary(result: Any) -> None:
                        f"{r.throughput_per_s:,.0f} samples/s, {r.speedup_vs_torch:.2f}x PyTorch")
     click.echo(f"images  {', '.join(p.name for p in result.pictures)}")
     click.echo(f"done in {result.seconds:.1f} s; artifacts in {exported.artifacts_dir}")
-
-
-# ---- encode, score, generate, serve, triton (vae_export/scale; Ray imported only inside them) --
-
-from vae_export.scale.commands import register as _register_scale  # noqa: E402
-
-_register_scale(main)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,67 @@
+"""PyTorch eager: the model itself, as an app would call it (the model's own encode/decode,
+not our export wrapper), under `torch.inference_mode()`; on CUDA each timed call ends with
+`torch.cuda.synchronize()`. The reference every other engine is verified against."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vae_export.engines.base import MODEL, Engine, Feeds, Runner, Target
+
+NAME = "torch"
+
+
+class TorchRunner(Runner):
+    engine = NAME
+
+    def __init__(self, target: Target, device: str) -> None:
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            from vae_export.errors import UsageError
+
+            raise UsageError("--device cuda: this PyTorch build has no CUDA; install a CUDA build or pass --no-torch")
+        self.spec, self.device, self.provider = target.spec, device, device
+        self.module = target.module.to(device)
+
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.module(*(torch.from_numpy(np.asarray(feeds[n])).to(self.device) for n in self.spec.input_names))
+        return [t.cpu().numpy() for t in (out if isinstance(out, tuple) else (out,))]
+
+    def timed_call(self, feeds: Feeds) -> Callable[[], Any]:
+        import torch
+
+        eager = getattr(self.module, "eager", None)
+        run = eager() if callable(eager) else self.module
+        tensors = [torch.from_numpy(np.asarray(feeds[n])).to(self.device) for n in self.spec.input_names]
+        if self.device == "cuda":
+            def call() -> Any:
+                with torch.inference_mode():
+                    out = run(*tensors)
+                torch.cuda.synchronize()
+                return out
+            return call
+
+        def call_cpu() -> Any:
+            with torch.inference_mode():
+                return run(*tensors)
+        return call_cpu
+
+    def close(self) -> None:
+        self.module.to("cpu")
+
+
+class TorchEngine(Engine):
+    name = NAME
+    kind = MODEL
+    package = "torch"
+    devices = ("cpu", "cuda")
+
+    def open(self, target: Target, device: str = "cpu", threads: int | None = None) -> Runner:
+        return TorchRunner(target, device)
