@@ -81,12 +81,16 @@ export class VAEDecoder extends Graph {
   readonly exportSize: [number, number] | null;
   readonly defaultSize: [number, number] | null;
   latentShapeFor(size?: [number, number]): number[];
-  decode(z: ArrayInput, options?: { y?: ArrayInput; labels?: Labels; tile?: number; overlap?: number }): Promise<Tensor>;
+  decode(z: ArrayInput, options?: {
+    y?: ArrayInput; labels?: Labels; tile?: number; overlap?: number;
+  }): Promise<Tensor>;
   priorLatents(n: number, options?: { seed?: Seed; size?: [number, number]; temperature?: number }): Promise<Tensor>;
   sample(n: number, options?: {
     seed?: Seed; size?: [number, number]; label?: number; labels?: Labels; temperature?: number;
   }): Promise<Tensor>;
-  interpolate(z0: ArrayInput, z1: ArrayInput, options?: { steps?: number; y0?: number | ArrayInput; y1?: number | ArrayInput }): Promise<Tensor>;
+  interpolate(z0: ArrayInput, z1: ArrayInput, options?: {
+    steps?: number; y0?: number | ArrayInput; y1?: number | ArrayInput;
+  }): Promise<Tensor>;
 }
 
 export class VAEEncoder extends Graph {
@@ -100,7 +104,9 @@ export class VAEClassifier extends Graph {
 
 export class VAE {
   constructor(encoder: VAEEncoder, decoder: VAEDecoder, classifier?: VAEClassifier | null);
-  static load(encoder: ModelSource, decoder: ModelSource, options?: LoadOptions & { classifier?: ModelSource }): Promise<VAE>;
+  static load(
+    encoder: ModelSource, decoder: ModelSource, options?: LoadOptions & { classifier?: ModelSource },
+  ): Promise<VAE>;
   static open(artifacts: string | URL, options?: LoadOptions & { variant?: string }): Promise<VAE>;
   readonly encoder: VAEEncoder;
   readonly decoder: VAEDecoder;

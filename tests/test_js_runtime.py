@@ -70,7 +70,7 @@ def js_package() -> Path:
         npm = shutil.which("npm")
         assert npm is not None, "npm is needed to install js/node_modules (npm ci)"
         result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS, capture_output=True, text=True,
-                                env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}, timeout=900)
+                                env={**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}, timeout=900, check=False)
         assert result.returncode == 0, f"npm ci failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     return JS
 
@@ -247,7 +247,7 @@ def dump(js_package, fixtures, tmp_path_factory) -> tuple[Path, list[dict[str, A
     calls = numeric_calls(out) + error_calls() + metadata_calls()
     (out / "plan.json").write_text(json.dumps({"fixtures": str(fixtures), "calls": calls}))
     result = subprocess.run(["node", str(JS / "test" / "parity_dump.mjs"), str(out / "plan.json"), str(out)],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     return out, calls, json.loads((out / "results.json").read_text())
 
@@ -349,8 +349,8 @@ def _compare(entry: dict[str, Any], js: dict[str, np.ndarray], py: dict[str, np.
     """One parity row: max abs difference per output; latents compared bit for bit."""
     row: dict[str, Any] = {"id": entry["id"], "kind": entry["kind"], "call": entry["call"]}
     assert set(js) == set(py), (sorted(js), sorted(py))
-    for name in py:
-        p, j = np.asarray(py[name]), js[name]
+    for name, value in py.items():
+        p, j = np.asarray(value), js[name]
         assert j.shape == p.shape, (name, j.shape, p.shape)
         if name == "latents":
             row["latents_identical"] = bool(np.array_equal(j.view(np.uint32), p.astype(np.float32).view(np.uint32)))

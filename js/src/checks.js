@@ -176,7 +176,9 @@ export function checkRows(y, numClasses, n, what = "y") {
     throw new RuntimeInputError(`${what}: expected shape [${n}, ${numClasses}] (one row of ${numClasses} class ` +
       `weights per item), found ${pyList(array.dims)}`);
   }
-  if (!isReal(array.dtype)) throw new RuntimeInputError(`${what}: expected a real-valued array, found dtype ${array.dtype}`);
+  if (!isReal(array.dtype)) {
+    throw new RuntimeInputError(`${what}: expected a real-valued array, found dtype ${array.dtype}`);
+  }
   const rows = Float32Array.from(array.data);
   if (!rows.every((v) => Number.isFinite(v) && v >= 0)) {
     throw new RuntimeInputError(`${what}: expected finite class weights >= 0`);

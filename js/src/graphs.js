@@ -30,7 +30,10 @@ const SPECS = {
 };
 
 /** @typedef {{ data: Float32Array, dims: number[] }} Tensor */
-/** @typedef {{ ort?: any, executionProviders?: any[], threads?: number, name?: string, sessionOptions?: object }} LoadOptions */
+/**
+ * @typedef {{ ort?: any, executionProviders?: any[], threads?: number, name?: string, sessionOptions?: object }}
+ *   LoadOptions
+ */
 
 const prod = (dims) => dims.reduce((a, b) => a * b, 1);
 
@@ -150,7 +153,8 @@ class Graph {
         want.every((w, k) => (w === null ? typeof v.dims[k + 1] !== "number" : v.dims[k + 1] === w && w >= 1)) &&
         prod(want.filter((w) => w !== null)) <= MAX_ELEMENTS;
       if (!ok) {
-        const expected = names.map((n) => `${n} float [batch, ${shapes[n].map((d) => d ?? "?").join(", ")}]`).join("; ");
+        const expected = names.map((n) => `${n} float [batch, ${shapes[n].map((d) => d ?? "?").join(", ")}]`)
+          .join("; ");
         throw new RuntimeInputError(`${this.path}: not the ${this.role} signature of the contract: expected ` +
           `${expected}, found ${this.values.map(shown).join("; ")}`);
       }
@@ -193,7 +197,9 @@ class Graph {
     if (fits && image && this.stride && shape.includes(null)) {
       fits = shape.every((d, k) => d !== null || (dims[k + 1] % this.stride === 0 && dims[k + 1] > 0));
     }
-    if (!fits) throw new RuntimeInputError(`${what}: expected shape ${this._expected(shape, image)}, found ${pyList(dims)}`);
+    if (!fits) {
+      throw new RuntimeInputError(`${what}: expected shape ${this._expected(shape, image)}, found ${pyList(dims)}`);
+    }
     if (dims[0] === 0) throw new RuntimeInputError(`${what}: expected at least one item in the batch, found 0`);
     if (dims[0] > MAX_BATCH) {
       throw new RuntimeInputError(`${what}: expected at most ${MAX_BATCH} items in the batch, found ${dims[0]}`);
@@ -223,7 +229,9 @@ class Graph {
     } catch (exc) {
       throw new VAEExportError(`${this.path}: ONNX Runtime failed to run it (${firstLine(exc)})`);
     }
-    return this.outputNames.map((n) => ({ data: /** @type {Float32Array} */ (results[n].data), dims: Array.from(results[n].dims) }));
+    return this.outputNames.map((n) => ({
+      data: /** @type {Float32Array} */ (results[n].data), dims: Array.from(results[n].dims),
+    }));
   }
 
   /** Frees the onnxruntime session. */
@@ -362,7 +370,8 @@ export class VAEDecoder extends Graph {
    * defaultSize). Conditional decoders: `label` (every image of that class) or `labels`
    * (one per image).
    * @param {number} n
-   * @param {{ seed?: number | bigint, size?: [number, number], label?: number, labels?: any, temperature?: number }} [options]
+   * @param {{ seed?: number | bigint, size?: [number, number], label?: number, labels?: any,
+   *   temperature?: number }} [options]
    * @returns {Promise<Tensor>}
    */
   async sample(n, { seed, size, label, labels, temperature = 1 } = {}) {
@@ -548,7 +557,9 @@ export class VAE {
     } catch (exc) {
       if (!(exc instanceof RuntimeInputError && / file not found$/.test(exc.message))) throw exc;
     }
-    const [e, d] = await Promise.all([VAEEncoder.load(at("encoder"), options), VAEDecoder.load(at("decoder"), options)]);
+    const [e, d] = await Promise.all([
+      VAEEncoder.load(at("encoder"), options), VAEDecoder.load(at("decoder"), options),
+    ]);
     return new VAE(e, d, classifier);
   }
 

@@ -23,7 +23,9 @@ export const DEFAULT_OVERLAP = 0.25; // diffusers' AutoencoderKL.tile_overlap_fa
  * @returns {[number, number, number]}
  */
 export function tileGeometry(tile, stride, overlap = DEFAULT_OVERLAP) {
-  if (!(overlap >= 0 && overlap < 1)) throw new RangeError(`overlap: expected a fraction in [0, 1), found ${pyFloat(overlap)}`);
+  if (!(overlap >= 0 && overlap < 1)) {
+    throw new RangeError(`overlap: expected a fraction in [0, 1), found ${pyFloat(overlap)}`);
+  }
   const step = Math.trunc(tile * (1 - overlap));
   const extent = Math.trunc(tile * stride * overlap);
   const keep = tile * stride - extent;

@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { pathToFileURL } from "node:url";
 
 import * as ortNode from "onnxruntime-node";
+import * as ortWeb from "onnxruntime-web";
 
 import { RuntimeInputError, VAE, VAEClassifier, VAEDecoder, VAEEncoder, normalLatents, readModel, scaled } from "../src/index.js";
 
@@ -196,6 +197,20 @@ async function graphTests(F) {
     assert.deepEqual((await fromBytes.decode(z)).data, want);
     assert.deepEqual((await (await VAEDecoder.load(pathToFileURL(path))).decode(z)).data, want);
     assert.deepEqual((await (await VAEDecoder.load(path, { ort: ortNode, threads: 1 })).decode(z)).data, want);
+  });
+
+  test("onnxruntime-web (WebAssembly, what browsers run) on the same code: the same images within 1e-5", async () => {
+    ortWeb.env.wasm.numThreads = 1;
+    for (const [kind, options] of [["flat", {}], ["cond", { labels: [3, 8] }], ["kl", { size: [16, 24] }]]) {
+      const web = await VAEDecoder.load(at(kind, "decoder.onnx"), { ort: ortWeb });
+      const node = await VAEDecoder.load(at(kind, "decoder.onnx"));
+      assert.deepEqual(web.latentShape, node.latentShape);
+      const a = await web.sample(2, { seed: 7, ...options });
+      const b = await node.sample(2, { seed: 7, ...options });
+      assert.deepEqual(a.dims, b.dims);
+      const worst = a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i])), 0);
+      assert.ok(worst <= 1e-5, `${kind}: max difference ${worst}`);
+    }
   });
 
   test("bad input: a RuntimeInputError with the Python runtime's words", async () => {

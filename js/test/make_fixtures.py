@@ -44,9 +44,9 @@ TRAIN = {
 EXPORT = {"flat": [], "conv": ["--dynamic-size"], "cond": [], "m2": []}
 
 # tests/conftest.py's TINY_KL_CONFIG: a random AutoencoderKL small enough to export in seconds.
-TINY_KL_CONFIG = dict(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                      up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=4,
-                      latent_channels=4, sample_size=32, scaling_factor=0.5)
+TINY_KL_CONFIG = {"block_out_channels": (8, 16), "down_block_types": ("DownEncoderBlock2D",) * 2,
+                  "up_block_types": ("UpDecoderBlock2D",) * 2, "layers_per_block": 1, "norm_num_groups": 4,
+                  "latent_channels": 4, "sample_size": 32, "scaling_factor": 0.5}
 
 META = "vae_export."
 # The toolkit of this checkout (the one beside js/), not whichever one the venv has installed.

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the runtime package, uninstalled
 
-from vae_export_runtime.sampling import GENERATOR, ln, normal_latents, normals, scaled, threefry2x32  # noqa: E402
+from vae_export_runtime.sampling import GENERATOR, ln, normal_latents, normals, scaled, threefry2x32
 
 OUT = Path(__file__).resolve().parent / "data" / "sampling_vectors.json"
 

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from vae_export_runtime.sampling import (GENERATOR, MAX_SEED, ln, normal_latents, normals, scaled, threefry2x32,
-                                         uniforms)
+from vae_export_runtime.sampling import GENERATOR, MAX_SEED, ln, normal_latents, normals, scaled, threefry2x32, uniforms
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "sampling_vectors.json").read_text())
 
