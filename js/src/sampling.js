@@ -27,15 +27,12 @@ const LN2 = 0.6931471805599453;
 // 1/(2k+1) for k = 11 (the start, 1/23) down to 0, each a correctly rounded division.
 const ODD_RECIPROCALS = Array.from({ length: 12 }, (_, i) => 1 / (2 * (11 - i) + 1));
 
-/**
- * Threefry-2x32 with 20 rounds: the two output words of counter (c0, c1) under key (k0, k1),
- * all unsigned 32-bit integers. `>>> 0` keeps every sum and rotation in 0 .. 2^32 - 1 (sums
- * of two words are below 2^33, exact in a Number).
- * @param {number} k0 @param {number} k1 @param {number} c0 @param {number} c1
- * @returns {[number, number]}
- */
-export function threefry2x32(k0, k1, c0, c1) {
-  const ks = [k0 >>> 0, k1 >>> 0, (k0 ^ k1 ^ PARITY) >>> 0];
+const words = new Uint32Array(2); // threefry's output, reused: no array per block in the hot loop
+
+/** Threefry-2x32-20 of counter (c0, c1) under key (k0, k1) into `words`. */
+function threefryInto(k0, k1, c0, c1) {
+  const k2 = (k0 ^ k1 ^ PARITY) >>> 0;
+  const ks = [k0 >>> 0, k1 >>> 0, k2];
   let x0 = (c0 + ks[0]) >>> 0;
   let x1 = (c1 + ks[1]) >>> 0;
   for (let r = 0; r < 20; r++) {
@@ -49,7 +46,20 @@ export function threefry2x32(k0, k1, c0, c1) {
       x1 = (x1 + ks[(g + 1) % 3] + g) >>> 0;
     }
   }
-  return [x0, x1];
+  words[0] = x0;
+  words[1] = x1;
+}
+
+/**
+ * Threefry-2x32 with 20 rounds: the two output words of counter (c0, c1) under key (k0, k1),
+ * all unsigned 32-bit integers. `>>> 0` keeps every sum and rotation in 0 .. 2^32 - 1 (sums
+ * of two words are below 2^33, exact in a Number).
+ * @param {number} k0 @param {number} k1 @param {number} c0 @param {number} c1
+ * @returns {[number, number]}
+ */
+export function threefry2x32(k0, k1, c0, c1) {
+  threefryInto(k0, k1, c0, c1);
+  return [words[0], words[1]];
 }
 
 const bits = new DataView(new ArrayBuffer(8));
@@ -136,8 +146,8 @@ export async function freshSeed() {
  * @param {number} k0 @param {number} k1 @param {number} i
  */
 function uniform(k0, k1, i) {
-  const [w0, w1] = threefry2x32(k0, k1, i >>> 0, Math.floor(i / TWO32));
-  return ((w0 >>> 5) * 67108864 + (w1 >>> 6)) / 9007199254740992;
+  threefryInto(k0, k1, i >>> 0, Math.floor(i / TWO32));
+  return ((words[0] >>> 5) * 67108864 + (words[1] >>> 6)) / 9007199254740992;
 }
 
 /**
