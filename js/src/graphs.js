@@ -104,6 +104,16 @@ class Graph {
     } catch (exc) {
       throw new RuntimeInputError(`${where}: ONNX Runtime cannot load it (${firstLine(exc)})`);
     }
+    try {
+      this._read(bytes, where);
+    } catch (exc) {
+      await this.session.release?.(); // refused: free what onnxruntime allocated
+      throw exc;
+    }
+  }
+
+  /** The metadata and the signature, checked against the contract. */
+  _read(bytes, where) {
     const model = readModel(bytes, where);
     this._raw = Object.fromEntries(Object.entries(model.metadata)
       .filter(([k]) => k.startsWith(PREFIX)).map(([k, v]) => [k.slice(PREFIX.length), v]));
