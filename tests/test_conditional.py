@@ -20,6 +20,7 @@ from vae_export.model import VAEConfig, kl_divergence
 from vae_export.runtime import VAE, RuntimeInputError, VAEClassifier, VAEDecoder, VAEEncoder
 from vae_export.semisup import pick_labelled
 from vae_export.train import train
+from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export.training import TrainConfig
 
 
@@ -207,11 +208,11 @@ def test_sample_takes_labels_and_temperature(m2_dir, m2_model):
     decoder = VAEDecoder(m2_dir / "decoder.onnx")
     assert decoder.num_classes == 10 and decoder.class_names == tuple(str(d) for d in range(10))
     sevens = decoder.sample(4, seed=5, label=7, temperature=0.5)
-    z = 0.5 * np.random.default_rng(5).standard_normal((4, 32)).astype(np.float32)
+    z = scaled(normal_latents((4, 32), 5), 0.5)  # the portable generator (docs/contract.md)
     np.testing.assert_allclose(sevens, decoder.decode(z, labels=7), atol=1e-6)
     mixed = decoder.sample(3, seed=1, labels=[0, 4, 9])
     with torch.inference_mode():
-        z = np.random.default_rng(1).standard_normal((3, 32)).astype(np.float32)
+        z = normal_latents((3, 32), 1)
         want = m2_model.model.decode(torch.from_numpy(z), torch.eye(10)[[0, 4, 9]]).numpy()
     np.testing.assert_allclose(mixed, want, atol=1e-5)
 
@@ -399,8 +400,11 @@ def test_score_marginalises_a_conditional_model(m2_dir, runner, tmp_path, digits
     assert result.exit_code == 0, result.output
     import pyarrow.parquet as pq
 
+    from vae_export.scale.noise import SCORE_STREAM, normal_rows
+
     scores = pq.read_table(out).column("score").to_numpy()
-    want = VAE(m2_dir / "encoder.onnx", m2_dir / "decoder.onnx").anomaly_score(digits.test[:4].numpy())
+    eps = normal_rows(0, np.arange(4), 32, SCORE_STREAM)[None]  # the job's per-row draws for --seed 0
+    want = VAE(m2_dir / "encoder.onnx", m2_dir / "decoder.onnx").anomaly_score(digits.test[:4].numpy(), eps=eps)
     np.testing.assert_allclose(scores, want, rtol=1e-4)
 
 

@@ -251,6 +251,7 @@ def draw_pictures(
     from vae_export.data import load_dataset
     from vae_export.images import grid, save_png
     from vae_export_runtime import VAE
+    from vae_export_runtime.graphs import prior_latents
 
     vae = VAE.open(artifacts)
     k = vae.num_classes
@@ -268,7 +269,7 @@ def draw_pictures(
     if k:
         paths.append(sample_png(artifacts, 10, seed, "fp32", artifacts / "classes.png",
                                 temperature=PICTURE_TEMPERATURE, per_class=True))
-        z = PICTURE_TEMPERATURE * np.random.default_rng(seed).standard_normal(vae.decoder.latent_shape_for())
+        z = prior_latents(1, vae.decoder.latent_shape_for(), seed, PICTURE_TEMPERATURE)[0]
         strips = [vae.decoder.interpolate(z, z, steps=10, y0=c, y1=(c + 1) % k) for c in range(k)]
         save_png(grid(np.concatenate(strips), columns=10), artifacts / "class_interpolation.png")
         paths.append(artifacts / "class_interpolation.png")

@@ -36,7 +36,8 @@ from vae_export_runtime.checks import (as_array, check_count, check_rows, check_
 from vae_export_runtime.codec import GraphMetadata
 from vae_export_runtime.contract import Y_NAME, GraphSpec, Shape, format_shape, graph_filename, graph_spec, symbolic_names
 from vae_export_runtime.errors import RuntimeInputError
-from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_STEPS, MAX_TILE
+from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
+from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
 from vae_export_runtime.session import check_names, check_signature, make_session, metadata_shapes, read_metadata, run_limited
 
@@ -122,11 +123,17 @@ def _pair(size: Any) -> tuple[int, int] | None:
 
 
 def prior_latents(n: int, shape: tuple[int, ...], seed: int | None, temperature: float = 1.0) -> np.ndarray:
-    """z ~ N(0, temperature^2 I) of shape (n, *shape), float32, reproducible for a seed."""
+    """z ~ N(0, temperature^2 I) of shape (n, *shape), float32, from the portable generator
+    (`sampling.py`): the same latents, bit for bit, in every host for a seed; seed None draws a
+    fresh one."""
     if n * int(np.prod(shape)) > MAX_ELEMENTS:
         raise RuntimeInputError(f"n: {n} latents of shape {list(shape)} hold more than {MAX_ELEMENTS} values")
-    z = np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
-    return z * np.float32(temperature)
+    return scaled(normal_latents((n, *shape), fresh_seed() if seed is None else seed), temperature)
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy, within the generator's range."""
+    return int.from_bytes(os.urandom(8), "little") & MAX_SEED
 
 
 def _one_row(value: Any, num_classes: int, what: str) -> np.ndarray:
@@ -366,7 +373,8 @@ class VAE:
         -ELBO = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I)), with the likelihood the graph's
         metadata names (`negative_log_likelihood`: Bernoulli, -sum(x log p + (1 - x) log(1 - p))
         over pixels with continuous x allowed, for the reference models) and the analytic KL -0.5 * sum(1 + logvar - mu^2 - exp(logvar)). The expectation is
-        estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), seeded. `eps`
+        estimated with `samples` draws z = mu + eps * exp(0.5 * logvar), eps from the portable
+        generator for `seed` ([samples, batch, *latent], every class the same draws). `eps`
         ([samples, batch, latent] standard-normal draws) replaces the seeded draws: batch jobs
         draw them per row, so a row's score does not depend on how the rows were batched.
 
@@ -391,14 +399,14 @@ class VAE:
 
     def _neg_elbo(self, x: np.ndarray, rows: np.ndarray | None, samples: int, seed: int | None,
                   eps: np.ndarray | None) -> np.ndarray:
-        rng = np.random.default_rng(seed)
         mu, logvar = self.encoder.encode(x, rows)
         if eps is not None and np.shape(eps) != (samples, *mu.shape):
             raise RuntimeInputError(f"eps: expected shape {[samples, *mu.shape]}, found {list(np.shape(eps))}")
+        if eps is None:  # the portable generator: a seed gives the same score in every host
+            eps = normal_latents((samples, *mu.shape), fresh_seed() if seed is None else seed)
         nll = np.zeros(len(x), dtype=np.float64)
         for s in range(samples):
-            draw = rng.standard_normal(mu.shape) if eps is None else eps[s]
-            z = mu + draw.astype(np.float32) * np.exp(0.5 * logvar)
+            z = mu + np.asarray(eps[s], dtype=np.float32) * np.exp(0.5 * logvar)
             nll += negative_log_likelihood(x, self.decoder.decode(z, rows), self.decoder.meta.likelihood)
         terms = 1.0 + logvar - mu.astype(np.float64) ** 2 - np.exp(logvar)
         kl = -0.5 * terms.reshape(len(x), -1).sum(axis=1)  # over every latent axis, flat or spatial

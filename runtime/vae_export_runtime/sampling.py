@@ -27,10 +27,11 @@ import math
 
 import numpy as np
 
+from vae_export_runtime.limits import MAX_SEED  # seeds fit a signed 64-bit integer in every host
+
 __all__ = ["GENERATOR", "MAX_SEED", "ln", "normal_latents", "normals", "scaled", "threefry2x32", "uniforms"]
 
 GENERATOR = "vae-export normal v1"  # the name docs/contract.md gives this algorithm
-MAX_SEED = 2**63 - 1  # seeds fit a signed 64-bit integer in every host (JS: BigInt, Number when safe)
 
 _MASK32 = 0xFFFFFFFF
 # Threefry-2x32 (Random123 threefry.h): rotation constants R_32x2 and the key-schedule parity.

@@ -30,6 +30,7 @@ from ray import serve
 
 from vae_export.errors import first_line
 from vae_export_runtime import RuntimeInputError
+from vae_export_runtime.graphs import prior_latents
 
 APP_NAME = "vae-export"
 MAX_BODY_BYTES = 64 * 1024**2
@@ -161,7 +162,7 @@ class VAEServer:
     async def sample(self, request: Request) -> Response:
         n = _query_int(request, "n", 16, 1, self.config.max_rows)
         seed = _query_int(request, "seed", None, 0, 2**63 - 1)
-        z = np.random.default_rng(seed).standard_normal((n, *self.latent_shape)).astype(np.float32)
+        z = prior_latents(n, self.latent_shape, seed)  # the runtime's generator: a seed means the same images
         x_hat, batch = await self._decode_batch(z)
         return self._images(request, x_hat, {"z": z.tolist(), "x_hat": x_hat.tolist()}, batch)
 
