@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ceilings import measure as measure_ceilings
+from vae_export.ceilings import measure as measure_ceilings
 from vae_export import calibration
 from vae_export.bench import bench, environment
 from vae_export.engines import Target

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,14 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import helper, numpy_helper
 
 from vae_export.abtest import REGRESSED, judge_baseline
-from vae_export.artifacts import atomic_write_json, sha256_file
 from vae_export.reports import MATCH_KEYS
+from vae_export.workloads import slowed_copy
 
 BATCHES = "1,64"
 CLI = [sys.executable, "-m", "vae_export"]
@@ -57,48 +52,6 @@ def prepare_a(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     save_checkpoint(train(load_digits(), config=TrainConfig(epochs=5, seed=0)).model, directory / "vae.safetensors")
     export(load_model(directory / "vae.safetensors"), directory)
-
-
-def slow_decoder(model: onnx.ModelProto, products: int) -> onnx.ModelProto:
-    """The decoder with `products` x @ I products after the hidden ReLU (outputs unchanged)."""
-    graph = model.graph
-    relu = next(n for n in graph.node if n.op_type == "Relu")
-    hidden = next(i for i in graph.initializer if i.name == model.graph.node[0].input[1]).dims[0]
-    graph.initializer.append(numpy_helper.from_array(np.eye(hidden, dtype=np.float32), "gate_study_identity"))
-    source = relu.output[0]
-    consumers = [n for n in graph.node if source in n.input]
-    new_nodes, last = [], source
-    for k in range(products):
-        out = f"gate_study_slow_{k}"
-        new_nodes.append(helper.make_node("MatMul", [last, "gate_study_identity"], [out], name=out))
-        last = out
-    for node in consumers:
-        node.input[list(node.input).index(source)] = last
-    position = list(graph.node).index(relu) + 1
-    for offset, node in enumerate(new_nodes):
-        graph.node.insert(position + offset, node)
-    onnx.checker.check_model(model)
-    return model
-
-
-def prepare_b(a: Path, b: Path, products: int) -> None:
-    if b.exists():
-        shutil.rmtree(b)
-    shutil.copytree(a, b)
-    onnx.save(slow_decoder(onnx.load(a / "decoder.onnx"), products), b / "decoder.onnx")
-    manifest = json.loads((b / "manifest.json").read_text())
-    for entry in manifest["artifacts"]:
-        if entry["file"] == "decoder.onnx":
-            entry["sha256"], entry["bytes"] = sha256_file(b / "decoder.onnx"), (b / "decoder.onnx").stat().st_size
-    atomic_write_json(b / "manifest.json", manifest)
-    # Identical outputs: the only difference a gate may see is time.
-    rng = np.random.default_rng(0)
-    for batch in (1, 64):
-        z = rng.standard_normal((batch, manifest["model"]["latent_dim"])).astype(np.float32)
-        outs = [ort.InferenceSession(str(d / "decoder.onnx"), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
-                for d in (a, b)]
-        if not np.array_equal(*outs):
-            raise SystemExit("B's decoder output differs from A's: the study needs identical outputs")
 
 
 def run_cli(args: list[str]) -> float:
@@ -166,7 +119,7 @@ def main() -> int:
         walls = json.loads((runs / "walls.json").read_text())
     else:
         prepare_a(a)
-        prepare_b(a, b, args.products)
+        slowed_copy(a, b, args.products)
     rounds = [] if args.bench_rounds is None else ["--rounds", str(args.bench_rounds)]
     for i in range(0 if args.score_only else args.comparisons + 1):
         walls["bench"].append(run_cli(["bench", "--artifacts", str(a), "--batch-sizes", BATCHES, *rounds,

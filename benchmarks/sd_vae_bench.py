@@ -20,30 +20,7 @@ import json
 import time
 from pathlib import Path
 
-SD15_VAE_CONFIG = {
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-
-
-def write_model(directory: Path, seed: int = 0) -> Path:
-    import torch
-    from diffusers import AutoencoderKL
-
-    if not (directory / "config.json").is_file():
-        torch.manual_seed(seed)
-        AutoencoderKL(**SD15_VAE_CONFIG).save_pretrained(directory)
-    return directory
-
+from vae_export.workloads import SD15_VAE_CONFIG, write_random_autoencoder
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,7 +37,7 @@ def main() -> None:
     from vae_export.options import BenchOptions, ExportOptions, ModelSource, VerifyOptions
     from vae_export.pipeline import export_into, load_for_manifest, verify_artifacts
 
-    model_dir = write_model(args.work / "sd15-vae-random")
+    model_dir = write_random_autoencoder(args.work / "sd15-vae-random")
     artifacts = args.work / "artifacts"
     variants = tuple(v for v in args.variants.split(",") if v)
     started = time.perf_counter()

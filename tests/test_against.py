@@ -6,7 +6,6 @@ machine's noise (the gate's error rates on a real noisy machine are in RESULTS.m
 import copy
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,8 @@ from conftest import one_line_error
 from vae_export import abtest
 from vae_export.against import time_paired_rounds
 from vae_export.cli import main
+from vae_export.workloads import slowed_copy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import gate_study  # noqa: E402
 
 SMALL = ["--batch-sizes", "1", "--rounds", "6", "--min-time", "0.05", "--warmup", "3", "--iterations", "6"]
 
@@ -96,7 +94,7 @@ def test_paired_rounds_alternate_order_and_match_counts():
 @pytest.fixture
 def slow_copy(tmp_path, exported_dir) -> Path:
     """The exported artifacts with 4 identity products in the decoder: same outputs, slower."""
-    gate_study.prepare_b(exported_dir, tmp_path / "slow", products=4)
+    slowed_copy(exported_dir, tmp_path / "slow", products=4)
     return tmp_path / "slow"
 
 

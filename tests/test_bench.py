@@ -1,6 +1,5 @@
 import copy
 import json
-import time
 
 import pytest
 import torch
@@ -96,23 +95,47 @@ def test_threads_honoured(artifacts):
     assert session_options(3).intra_op_num_threads == 3
 
 
+class FakeClock:
+    """A nanosecond clock that moves only when a timed call says so: counts and budgets become
+    exact, whatever the machine is doing (tests never depend on real durations)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+    def call(self, nanoseconds: int, calls: list[int]):
+        def run() -> None:
+            calls.append(1)
+            self.now += nanoseconds
+        return run
+
+
 def test_time_budget_adds_calls_to_fast_rows_only():
-    fast_calls, slow_calls = [], []
-
-    def fast():
-        fast_calls.append(1)
-
-    def slow():
-        slow_calls.append(1)
-        time.sleep(0.004)
-
-    fast_t, slow_t = time_interleaved([fast, slow], warmup=3, iterations=5, min_time_s=0.02)
-    # 20 ms at ~4 ms a call is 5-6 calls; the fast call fills the same budget with thousands
-    assert 5 <= len(slow_t) <= 7 and len(slow_calls) == 3 + len(slow_t)
-    assert len(fast_t) > 100 and len(fast_calls) == 3 + len(fast_t)
-    assert slow_t.sum() >= 20 and fast_t.sum() >= 20  # ms: each row's timed calls fill the budget
-    no_budget = time_interleaved([fast, slow], warmup=0, iterations=5)
+    clock, fast_calls, slow_calls = FakeClock(), [], []
+    fast, slow = clock.call(1_000, fast_calls), clock.call(4_000_000, slow_calls)  # 1 us and 4 ms a call
+    fast_t, slow_t = time_interleaved([fast, slow], warmup=3, iterations=5, min_time_s=0.02, clock=clock)
+    # 20 ms at 4 ms a call is 5 calls; the fast call fills the same budget with 20,000
+    assert len(slow_t) == 5 and len(slow_calls) == 3 + 5
+    assert len(fast_t) == 20_000 and len(fast_calls) == 3 + 20_000
+    assert slow_t.sum() == 20 and fast_t.sum() == pytest.approx(20)  # ms: each row fills the budget exactly
+    no_budget = time_interleaved([fast, slow], warmup=0, iterations=5, clock=clock)
     assert [len(t) for t in no_budget] == [5, 5]
+
+
+def test_top_up_passes_fill_a_budget_the_warm_up_underestimated():
+    """The warm-up runs slow (cold caches) and the row then speeds up: the calls planned at the
+    warm-up's pace leave the budget short, and top-up passes add calls until it is filled."""
+    clock, calls = FakeClock(), []
+    pace = iter([4_000_000] * 3 + [1_000_000] * 1000)  # 4 ms during warm-up, 1 ms after
+
+    def drifting() -> None:
+        calls.append(1)
+        clock.now += next(pace)
+
+    (times,) = time_interleaved([drifting], warmup=3, iterations=1, rounds=5, min_time_s=0.02, clock=clock)
+    assert times.sum() == 20 and len(times) == 20  # 5 planned at 4 ms, then top-ups to 20 calls of 1 ms
 
 
 def test_cli_min_time_reported(artifacts, runner, tmp_path):

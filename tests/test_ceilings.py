@@ -1,18 +1,15 @@
-"""benchmarks/ceilings.py: the one-node kernel graphs behind the sweep's ceiling figures
+"""vae_export/ceilings.py: the one-node kernel graphs behind the sweep's ceiling figures
 compute what they claim, through the same bound call the bench uses."""
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from onnx import load_from_string, numpy_helper
 
+from vae_export import ceilings
 from vae_export.engines.onnxruntime import bound_call
 from vae_export_runtime.session import session_options
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import ceilings  # noqa: E402
 
 
 def _session(model: bytes) -> ort.InferenceSession:

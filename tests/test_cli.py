@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from vae_export.cli import main
+from vae_export.options import RunOptions
 
 CORE_COMMANDS = {"train", "export", "verify", "bench", "sample", "inspect", "run", "web",
                  "encode", "score", "generate", "serve", "triton"}
@@ -59,6 +60,9 @@ def test_run_produces_every_file(tmp_path, runner):
         assert image.size[0] > image.size[1]  # originals beside reconstructions
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["parity"]["passed"] is True and manifest["bench"]["p50_ms"]
+    assert json.loads((out / "verify.json").read_text())["passed"] is True
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["warmup"] == RunOptions().bench.warmup and {"onnxruntime", "torch"} <= {r["engine"] for r in bench["results"]}
     assert "verify  " in result.output and "done in" in result.output
 
 
@@ -109,15 +113,3 @@ def test_cli_import_is_light():
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy', 'ray', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_library_run_returns_typed_results(tmp_path):
-    from vae_export.options import RunOptions, TrainOptions
-    from vae_export.pipeline import run
-
-    result = run(tmp_path, RunOptions(train=TrainOptions(epochs=2)))
-    assert result.verify.passed and result.metrics["dataset"] == "digits"
-    assert {"onnxruntime", "torch"} <= {r.engine for r in result.bench.results}
-    assert json.loads((tmp_path / "verify.json").read_text())["passed"] is True
-    assert json.loads((tmp_path / "bench.json").read_text())["warmup"] == 10
-    result.raise_if_failed()

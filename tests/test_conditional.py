@@ -369,6 +369,7 @@ def test_train_refuses_labels_on_a_dataset_without_them(runner, tmp_path, option
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_run_conditional_draws_class_pictures(tmp_path, runner):
     result = runner.invoke(main, ["run", "--artifacts", str(tmp_path), "--conditional", "--epochs", "5", "--quiet"])
     assert result.exit_code == 0, result.output

@@ -3,12 +3,11 @@ import hashlib
 import http.server
 import threading
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import MNIST_DIR, idx_bytes, write_idx_dir
+from conftest import MNIST_DIR, write_idx_dir
 from vae_export.data import IDX_FILES, download_idx, load_dataset, load_digits, parse_idx
 from vae_export.errors import UsageError, VAEExportError
 

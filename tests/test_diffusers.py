@@ -326,16 +326,14 @@ def test_web_page_runs_autoencodertiny_decoder(taesd_artifacts, runner, tmp_path
 @pytest.mark.slow
 def test_sd_sized_autoencoderkl_exports_and_verifies_at_64(tmp_path, runner, monkeypatch):
     """The public SD 1.5 VAE config (random weights: none can be downloaded here), at 64x64."""
-    import sys
 
     cwd = tmp_path / "cwd"  # ORT's quantisation tools leave debug dumps in the current directory
     cwd.mkdir()
     monkeypatch.chdir(cwd)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from sd_vae_bench import write_model
+    from vae_export.workloads import write_random_autoencoder
 
-    model = write_model(tmp_path / "sd")
+    model = write_random_autoencoder(tmp_path / "sd")
     out = tmp_path / "a"
     result = runner.invoke(main, ["export", "--model", "diffusers:AutoencoderKL", "--checkpoint", str(model),
                                   "--artifacts", str(out), "--variant", "int8"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS
-
 DEFAULT_OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
 DATASETS = ("digits", "mnist", "fashion-mnist")

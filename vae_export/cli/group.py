@@ -5,7 +5,6 @@ place, with their exit code; command modules (`commands.py`, `scale.py`) add the
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from typing import Any
 

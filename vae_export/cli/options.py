@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from vae_export.options import ARCHS, DATASETS, DEVICES, MAX_BATCH, MAX_ELEMENTS, TrainOptions
+from vae_export.options import ARCHS, DATASETS, TrainOptions
+from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS
 
 
 class Finite(click.FloatRange):
