@@ -1,36 +1,43 @@
-# Two entry points (see README): `make run` and `make test`. Each makes its own virtual
-# environment and installs torch first, then the project, so the torch pin is honoured
-# (an unpinned torch would pull a multi-GB CUDA build).
+# Two entry points (see README): `make run` and `make test`. Each makes the virtual environment
+# its job needs in .venv, installing torch first, then the runtime (runtime/), then the project,
+# so the torch pin is honoured (an unpinned torch would pull a multi-GB CUDA build).
+# `make run` installs the core only; `make test` adds every extra the suite exercises.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+TEST_EXTRAS ?= test,scale,peers,diffusers
 BIN = $(VENV)/bin
+PIP = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: setup setup-gpu run test bench clean
 
-$(BIN)/.installed: pyproject.toml runtime/pyproject.toml
+$(BIN)/.core: pyproject.toml runtime/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ./runtime -e ".[test,scale,peers,diffusers]"
+	$(PIP) "$(TORCH_SPEC)"
+	$(PIP) -e ./runtime -e .
 	touch $@
 
-setup: $(BIN)/.installed
+$(BIN)/.full: $(BIN)/.core
+	$(PIP) -e ./runtime -e ".[$(TEST_EXTRAS)]"
+	touch $@
+
+setup: $(BIN)/.full
 
 # GPU: swap the CPU build of ONNX Runtime for onnxruntime-gpu (both install the module
 # `onnxruntime`, so only one may be present). Use a CUDA build of torch via TORCH_SPEC.
-setup-gpu: $(BIN)/.installed
+setup-gpu: $(BIN)/.core
 	$(BIN)/python -m pip uninstall --quiet -y onnxruntime
-	$(BIN)/python -m pip install --quiet onnxruntime-gpu
+	$(PIP) onnxruntime-gpu
 
-run: $(BIN)/.installed
+run: $(BIN)/.core
 	$(BIN)/vae-export run
 
-test: $(BIN)/.installed
+test: $(BIN)/.full
 	$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.full
 	$(BIN)/python benchmarks/bench_sweep.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info runtime/build runtime/*.egg-info .pytest_cache

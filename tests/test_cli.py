@@ -113,3 +113,16 @@ def test_cli_import_is_light():
             "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'numpy', 'ray', 'diffusers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_sample_runs_on_the_runtime_without_torch(exported_dir, tmp_path):
+    """`vae-export sample` decodes with the torch-free runtime: neither torch nor onnx is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom vae_export.cli import main\n"
+            f"try:\n    main(['sample', '--artifacts', {str(exported_dir)!r}, '-n', '4', '--output', {str(tmp_path / 's.png')!r}])\n"
+            "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+            "print(sorted(m for m in ('torch', 'onnx', 'scipy', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]" and (tmp_path / "s.png").stat().st_size > 100

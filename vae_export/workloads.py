@@ -89,3 +89,94 @@ def slowed_copy(a: Path, b: Path, products: int) -> None:
                 for d in (a, b)]
         if not np.array_equal(*outs):
             raise SystemExit("B's decoder output differs from A's: the study needs identical outputs")
+
+
+# ---- artifact sets for the runtimes' own suites (Python alone, JavaScript) ------------------------
+
+# One artifacts directory per model kind, as `vae-export train` and `export` leave them (small
+# widths, one epoch on the embedded digits: weights past their initialisation, in seconds).
+RUNTIME_KINDS = ("flat", "conv", "cond", "m2", "kl")
+_TRAIN = {
+    "flat": {"hidden_dim": 64, "latent_dim": 16},
+    "conv": {"arch": "conv", "channels": 8},
+    "cond": {"hidden_dim": 64, "latent_dim": 8, "conditional": True},
+    "m2": {"hidden_dim": 64, "latent_dim": 8, "labels": 100},
+}
+_VARIANTS = {"flat": ("int8", "fp16", "ort"), "conv": ("fp16",), "cond": ("int8",), "m2": ("int8",),
+             "kl": ("fp16-mixed",)}
+TINY_KL_CONFIG = {"block_out_channels": (8, 16), "down_block_types": ("DownEncoderBlock2D",) * 2,
+                  "up_block_types": ("UpDecoderBlock2D",) * 2, "layers_per_block": 1, "norm_num_groups": 4,
+                  "latent_channels": 4, "sample_size": 32, "scaling_factor": 0.5}
+GOLDEN = "golden.npz"
+GOLDEN_BATCH = 3
+
+
+def runtime_fixtures(out: Path, kinds: tuple[str, ...] = RUNTIME_KINDS) -> Path:
+    """Export every kind into `out/<kind>/` (re-used when its golden file is there), each with
+    `golden.npz`: PyTorch's own outputs of every graph on fixed inputs, so that a runtime with no
+    torch can check its outputs against the model's."""
+    from vae_export.options import ExportOptions, ModelSource, TrainOptions
+    from vae_export.pipeline import export_into, train_into
+
+    for kind in kinds:
+        d = out / kind
+        if (d / GOLDEN).is_file():
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        if kind == "kl":
+            import torch
+            from diffusers import AutoencoderKL
+
+            torch.manual_seed(0)
+            AutoencoderKL(**TINY_KL_CONFIG).save_pretrained(out / "kl-model")
+            source = ModelSource(checkpoint=out / "kl-model", model_ref="diffusers:AutoencoderKL")
+        else:
+            train_into(d, TrainOptions(epochs=1, **_TRAIN[kind]))  # type: ignore[arg-type]
+            source = ModelSource()
+        export_into(d, source, ExportOptions(variants=_VARIANTS[kind], dynamic_size=kind == "conv"))
+        write_golden(d)
+    if "flat" in kinds:  # a valid decoder graph with no vae_export.* metadata: another tool's
+        _without_keys(out / "flat" / "decoder.onnx", out / NOT_OURS, "vae_export.")
+    if "conv" in kinds:  # a symbolic-size decoder as exporters before `export_size` wrote it
+        _without_keys(out / "conv" / "decoder.onnx", out / NO_EXPORT_SIZE, "vae_export.export_size")
+    return out
+
+
+NOT_OURS = "not-ours.onnx"
+NO_EXPORT_SIZE = "conv-without-export-size.onnx"
+
+
+def _without_keys(graph: Path, target: Path, prefix: str) -> None:
+    """A copy of `graph` without the metadata keys starting with `prefix`."""
+    model = onnx.load(str(graph))
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(prefix)]
+    del model.metadata_props[:]
+    for key, value in kept:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(target))
+
+
+def write_golden(artifacts: Path) -> None:
+    """`golden.npz` beside the graphs: each graph's inputs (seeded; conditional models get one
+    class per row) and PyTorch's outputs for them, keyed `<graph>.<value>`."""
+    from vae_export.graphs import torch_outputs
+    from vae_export.inputs import with_labels
+    from vae_export.manifest import Manifest
+    from vae_export.pipeline import load_for_manifest
+    from vae_export_runtime.sampling import normal_latents
+
+    manifest = Manifest.read(artifacts)
+    loaded = load_for_manifest(artifacts, manifest)
+    g = loaded.geometry
+    rng = np.random.default_rng(0)
+    primary = {"decoder": normal_latents((GOLDEN_BATCH, *g.latent_shape), 7),
+               "encoder": rng.random((GOLDEN_BATCH, *g.image_shape), dtype=np.float32)}
+    primary["classifier"] = primary["encoder"]
+    golden: dict[str, np.ndarray] = {}
+    for spec in g.specs():
+        feeds = with_labels(spec.input_names, primary[spec.role], g.num_classes)
+        outputs = torch_outputs(loaded.module(spec.role), spec.input_names, feeds)
+        golden.update({f"{spec.role}.{name}": value for name, value in feeds.items()})
+        golden.update({f"{spec.role}.{name}": value for name, value in zip(spec.output_names, outputs)})
+    np.savez(artifacts / GOLDEN, **golden)

@@ -353,7 +353,7 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
         vae-export sample -n 16 --seed 1 --output grid.png
         vae-export sample -n 10 --per-class --temperature 0.5
     """
-    from vae_export.pipeline import sample_png
+    from vae_export.pictures import sample_png
 
     if size is not None and len(size) != 1:
         raise click.BadParameter(f"expected one size HxW, found {len(size)}", param_hint="--size")
