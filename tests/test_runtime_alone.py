@@ -4,6 +4,7 @@ runs its own test suite there against artifact sets this toolkit exported."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,10 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def alone_venv(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("runtime-alone")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(RUNTIME)], work)
+    # Built from a clean copy: setuptools' in-tree build/ could carry modules deleted since.
+    source = shutil.copytree(RUNTIME, work / "source", ignore=shutil.ignore_patterns("build", "*.egg-info", "tests",
+                                                                                     "__pycache__"))
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(source)], work)
     (wheel,) = (work / "dist").glob("vae_export_runtime-*.whl")
     _run([sys.executable, "-m", "venv", str(work / "venv")], work)
     python = work / "venv" / "bin" / "python"

@@ -39,7 +39,8 @@ from vae_export_runtime.errors import RuntimeInputError
 from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
 from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
-from vae_export_runtime.session import check_names, check_signature, make_session, metadata_shapes, read_metadata, run_limited
+from vae_export_runtime.backends import DEFAULT_ENGINE, Backend, open_backend
+from vae_export_runtime.session import check_names, check_signature, metadata_shapes
 
 _LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
 
@@ -48,7 +49,8 @@ class _Graph:
     role: str
 
     def __init__(
-        self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None
+        self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None,
+        *, engine: str = DEFAULT_ENGINE,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise RuntimeInputError(f"path: expected a file path, found {type(path).__name__}")
@@ -56,18 +58,27 @@ class _Graph:
         if not self.path.is_file():
             raise RuntimeInputError(f"{self.path}: file not found")
         # threads: e.g. one per Ray actor's CPU share, so parallel workers do not fight over cores
-        self.session = make_session(self.path, threads=threads, providers=providers or ["CPUExecutionProvider"])
-        self.meta: GraphMetadata = read_metadata(self.session, self.path)
+        self.backend: Backend = open_backend(self.path, engine, providers, threads)
+        self.meta: GraphMetadata = GraphMetadata.from_props(self.backend.metadata_map(), str(self.path))
         self.spec: GraphSpec = graph_spec(self.role, conditional=self.meta.num_classes > 0)
-        check_names(self.session, self.spec, self.path)
+        check_names(self.backend, self.spec, self.path)
         if self.meta.role != self.role:
             raise RuntimeInputError(f"{self.path}: expected a {self.role} graph, found metadata role {self.meta.role}")
-        check_signature(self.session, self.spec, self.path, metadata_shapes(self.session, self.spec, self.path))
+        check_signature(self.backend, self.spec, self.path, metadata_shapes(self.backend, self.meta, self.spec, self.path))
         # Without the batch axis; None where the graph has a symbolic dimension (height, width).
-        self.input_shape: Shape = _dims(self.session.get_inputs()[0].shape)
+        self.input_shape: Shape = _dims(self.backend.get_inputs()[0].shape)
         self.stride: int | None = self.meta.stride
         self.num_classes: int = self.meta.num_classes
         self.class_names: tuple[str, ...] = self.meta.class_names
+
+    @property
+    def engine(self) -> str:
+        return self.backend.engine
+
+    @property
+    def session(self) -> Any:
+        """ONNX Runtime's InferenceSession of an `onnxruntime` graph (the backend otherwise)."""
+        return getattr(self.backend, "session", self.backend)
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -104,7 +115,7 @@ class _Graph:
 
     def _run(self, x: np.ndarray, y: np.ndarray | None = None) -> list[np.ndarray]:
         feeds = {self.spec.input_name: x, **({Y_NAME: y} if y is not None else {})}
-        return run_limited(self.session, self.spec.output_names, feeds, self.path)
+        return self.backend.run(self.spec.output_names, feeds)
 
 
 def _dims(shape: Sequence[int | str | None]) -> Shape:
@@ -167,7 +178,7 @@ class VAEDecoder(_Graph):
 
     @property
     def image_shape(self) -> Shape:
-        return _dims(self.session.get_outputs()[0].shape)
+        return _dims(self.backend.get_outputs()[0].shape)
 
     @property
     def default_size(self) -> tuple[int, int] | None:
@@ -319,10 +330,13 @@ class VAE:
         providers: Sequence[str] | None = None,
         threads: int | None = None,
         classifier_path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str = DEFAULT_ENGINE,
     ) -> None:
-        self.encoder = VAEEncoder(encoder_path, providers, threads)
-        self.decoder = VAEDecoder(decoder_path, providers, threads)
-        self.classifier = None if classifier_path is None else VAEClassifier(classifier_path, providers, threads)
+        self.encoder = VAEEncoder(encoder_path, providers, threads, engine=engine)
+        self.decoder = VAEDecoder(decoder_path, providers, threads, engine=engine)
+        self.classifier = None if classifier_path is None else VAEClassifier(classifier_path, providers, threads,
+                                                                             engine=engine)
         counts = {self.encoder.num_classes, self.decoder.num_classes}
         if self.classifier is not None:
             counts.add(self.classifier.num_classes)
@@ -333,7 +347,7 @@ class VAE:
 
     @classmethod
     def open(cls, artifacts: str | os.PathLike[str], variant: str = "fp32", providers: Sequence[str] | None = None,
-             threads: int | None = None) -> VAE:
+             threads: int | None = None, *, engine: str = DEFAULT_ENGINE) -> VAE:
         """The model's graphs in an artifacts directory: encoder and decoder, and the classifier
         when the model has one (a semi-supervised model's classifier.onnx)."""
         if not isinstance(artifacts, (str, os.PathLike)):
@@ -341,7 +355,7 @@ class VAE:
         directory = Path(artifacts)
         classifier = directory / graph_filename("classifier", variant)
         return cls(directory / graph_filename("encoder", variant), directory / graph_filename("decoder", variant),
-                   providers, threads, classifier if classifier.is_file() else None)
+                   providers, threads, classifier if classifier.is_file() else None, engine=engine)
 
     def classify(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities q(y | x) [batch, K]."""

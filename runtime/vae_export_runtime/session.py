@@ -87,16 +87,14 @@ def make_session(
         raise RuntimeInputError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     if spec is not None:
         check_names(session, spec, path)
-        check_signature(session, spec, path, shapes if shapes is not None else metadata_shapes(session, spec, path))
+        if shapes is None:
+            meta = GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+            shapes = metadata_shapes(session, meta, spec, path)
+        check_signature(session, spec, path, shapes)
     return session
 
 
-def read_metadata(session: ort.InferenceSession, path: Path) -> GraphMetadata:
-    """The graph's own metadata, through the codec (RuntimeInputError when it is not ours)."""
-    return GraphMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
-
-
-def check_names(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> None:
+def check_names(session: Any, spec: GraphSpec, path: Path) -> None:
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if inputs != list(spec.input_names) or outputs != list(spec.output_names):
@@ -116,13 +114,13 @@ def expected_shapes(spec: GraphSpec, latent_shape: Sequence[int | None], image_s
     return {name: shapes.get(name, ()) for name in (*spec.input_names, *spec.output_names)}
 
 
-def metadata_shapes(session: ort.InferenceSession, spec: GraphSpec, path: Path) -> dict[str, tuple[int | None, ...]]:
+def metadata_shapes(graph: Any, meta: GraphMetadata, spec: GraphSpec, path: Path) -> dict[str, tuple[int | None, ...]]:
     """The contract's shapes as the graph's own metadata states them. A symbolic image size
-    (`image_shape` null) takes its channel count from the graph."""
-    meta = read_metadata(session, path)
+    (`image_shape` null) takes its channel count from the graph (`graph`: an ONNX Runtime
+    session, or any backend that reports its values the same way)."""
     image = meta.image_shape
     if image is None:
-        values = {v.name: v for v in [*session.get_inputs(), *session.get_outputs()]}
+        values = {v.name: v for v in [*graph.get_inputs(), *graph.get_outputs()]}
         pixels = values.get("x") or values.get("x_hat")
         channels = pixels.shape[1] if pixels is not None and len(pixels.shape) == 4 else None
         if not isinstance(channels, int):
@@ -137,7 +135,7 @@ def _shown(value: Any) -> str:
     return f"{value.name} {value.type.removeprefix('tensor(').rstrip(')')} [{dims}]"
 
 
-def check_signature(session: ort.InferenceSession, spec: GraphSpec, path: Path,
+def check_signature(session: Any, spec: GraphSpec, path: Path,
                     shapes: Mapping[str, tuple[int | None, ...]]) -> None:
     """Refuse a graph whose inputs and outputs are not float32 [batch, *shape] with the
     contract's `shapes` (None: a symbolic dimension). Names are `check_names`' job. The
