@@ -47,19 +47,35 @@ def write_random_autoencoder(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def slow_decoder(model: onnx.ModelProto, products: int) -> onnx.ModelProto:
-    """The decoder with `products` x @ I products after the hidden ReLU (outputs unchanged)."""
+def slow_decoder(model: onnx.ModelProto, products: int, parts: int = 1) -> onnx.ModelProto:
+    """The decoder with `products` identity products after the hidden ReLU (outputs unchanged).
+    With `parts` > 1 each product runs on the hidden layer cut into `parts` rows
+    ([batch, H] -> [batch * parts, H / parts] @ I, then back): 1/parts of the arithmetic of a
+    full H x H product, for slow-downs finer than one product gives (a 400 x 400 product makes
+    the reference decoder ~1.4x slower; parts=2, ~1.25x: RESULTS.md, "Latency gate")."""
     graph = model.graph
     relu = next(n for n in graph.node if n.op_type == "Relu")
     hidden = next(i for i in graph.initializer if i.name == model.graph.node[0].input[1]).dims[0]
-    graph.initializer.append(numpy_helper.from_array(np.eye(hidden, dtype=np.float32), "gate_study_identity"))
+    if parts < 1 or hidden % parts:
+        raise ValueError(f"parts: expected a divisor of the hidden width {hidden}, found {parts}")
+    width = hidden // parts
+    graph.initializer.append(numpy_helper.from_array(np.eye(width, dtype=np.float32), "gate_study_identity"))
     source = relu.output[0]
     consumers = [n for n in graph.node if source in n.input]
     new_nodes, last = [], source
+    if parts > 1:
+        for name, shape in (("gate_study_rows", [-1, width]), ("gate_study_back", [-1, hidden])):
+            graph.initializer.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), name))
+        new_nodes.append(helper.make_node("Reshape", [last, "gate_study_rows"], ["gate_study_cut"], name="gate_study_cut"))
+        last = "gate_study_cut"
     for k in range(products):
         out = f"gate_study_slow_{k}"
         new_nodes.append(helper.make_node("MatMul", [last, "gate_study_identity"], [out], name=out))
         last = out
+    if parts > 1:
+        new_nodes.append(helper.make_node("Reshape", [last, "gate_study_back"], ["gate_study_joined"],
+                                          name="gate_study_joined"))
+        last = "gate_study_joined"
     for node in consumers:
         node.input[list(node.input).index(source)] = last
     position = list(graph.node).index(relu) + 1
@@ -69,13 +85,14 @@ def slow_decoder(model: onnx.ModelProto, products: int) -> onnx.ModelProto:
     return model
 
 
-def slowed_copy(a: Path, b: Path, products: int) -> None:
-    """B: a copy of artifact set A whose decoder runs `products` extra identity products (the
-    manifest's hash updated); raises SystemExit when B's outputs are not A's bit for bit."""
+def slowed_copy(a: Path, b: Path, products: int, parts: int = 1) -> None:
+    """B: a copy of artifact set A whose decoder runs `products` extra identity products, each
+    on the hidden layer cut into `parts` rows (`slow_decoder`; the manifest's hash updated);
+    raises SystemExit when B's outputs are not A's bit for bit."""
     if b.exists():
         shutil.rmtree(b)
     shutil.copytree(a, b)
-    onnx.save(slow_decoder(onnx.load(a / "decoder.onnx"), products), b / "decoder.onnx")
+    onnx.save(slow_decoder(onnx.load(a / "decoder.onnx"), products, parts), b / "decoder.onnx")
     manifest = json.loads((b / "manifest.json").read_text())
     for entry in manifest["artifacts"]:
         if entry["file"] == "decoder.onnx":
