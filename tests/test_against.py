@@ -14,12 +14,15 @@ import pytest
 
 from conftest import one_line_error
 from vae_export import abtest
-from vae_export.against import time_paired_rounds
+from vae_export.against import time_session_groups
 from vae_export.cli import main
+from vae_export.engines.base import Runner
+from vae_export.options import AgainstOptions
 from vae_export.workloads import slowed_copy
 
 
-SMALL = ["--batch-sizes", "1", "--rounds", "6", "--min-time", "0.05", "--warmup", "3", "--iterations", "6"]
+SMALL = ["--batch-sizes", "1", "--rounds", "6", "--sessions", "6", "--min-time", "0.05", "--warmup", "3",
+         "--iterations", "6"]
 
 
 # ---- statistics -------------------------------------------------------------------------------
@@ -80,13 +83,113 @@ def test_round_medians_follow_round_counts():
     assert abtest.round_medians(times, [2, 0, 3, 1]) == [5.0, 3.0, 10.0]
 
 
-def test_paired_rounds_alternate_order_and_match_counts():
-    log = []
-    calls = [lambda: log.append("new"), lambda: log.append("old")]
-    timings = time_paired_rounds(calls, warmup=0, iterations=12, rounds=6, min_time_s=0.0)
-    assert [len(per_round) for per_round in timings] == [6, 6]
-    assert all(len(t) == 2 for per_round in timings for t in per_round)  # 12 calls over 6 rounds, both sides
-    assert log[:8] == ["new", "new", "old", "old", "old", "old", "new", "new"]  # the order flips each round
+class FakeClock:
+    """Nanoseconds that advance only when a fake call runs: timings without real durations."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class FakeRunner(Runner):
+    """A session whose every call costs `cost_ns` on the fake clock; logs what it runs."""
+
+    engine = "fake"
+
+    def __init__(self, name: str, cost_ns: int, clock: FakeClock, log: list) -> None:
+        self.name, self.cost_ns, self.clock, self.log = name, cost_ns, clock, log
+        self.closed = False
+
+    def timed_call(self, feeds):
+        def call():
+            self.log.append(self.name)
+            self.clock.now += self.cost_ns
+        return call
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_session_groups_reopen_alternate_and_flip_order():
+    clock, log, opened = FakeClock(), [], []
+
+    def open_pairs(new_first, rng):
+        order = ("new", "old") if new_first else ("old", "new")
+        opened.append(order)
+        runners = {side: FakeRunner(side, 1000, clock, log) for side in order}
+        return [(runners["new"], runners["old"])]
+
+    options = AgainstOptions(sessions=6, rounds=12, warmup=0, iterations=24, min_time_s=0.0)
+    times = time_session_groups(open_pairs, {1: {"z": np.zeros((1, 2), np.float32)}}, options, clock=clock)
+    sampled = times[(0, 1)]
+    # Fresh sessions for every group, the side created first alternating.
+    assert opened == [("new", "old"), ("old", "new")] * 3
+    assert [len(g) for g in sampled.new_groups] == [2] * 6 and [len(g) for g in sampled.old_groups] == [2] * 6
+    assert len(sampled.new_calls) == len(sampled.old_calls) == 24  # 24 calls over 12 rounds, both sides
+    timed = [name for name in log if name]  # warm-up calls run through the same closures
+    rounds = [timed[i:i + 4] for i in range(0, len(timed), 4)]
+    assert rounds[:2] == [["new", "new", "old", "old"], ["old", "old", "new", "new"]]  # the order flips each round
+
+
+def test_session_groups_spread_budget_and_close_sessions():
+    clock, log, runners = FakeClock(), [], []
+
+    def open_pairs(new_first, rng):
+        pair = (FakeRunner("new", 2_000_000, clock, log), FakeRunner("old", 1_000_000, clock, log))
+        runners.extend(pair)
+        return [pair]
+
+    options = AgainstOptions(sessions=6, rounds=6, warmup=1, iterations=1, min_time_s=0.6)
+    sampled = time_session_groups(open_pairs, {1: {}}, options, clock=clock)[(0, 1)]
+    assert all(r.closed for r in runners) and len(runners) == 12
+    # 0.1 s a group and side: the slower side (2 ms) sets both sides' share, 100 calls a group.
+    assert len(sampled.new_calls) == len(sampled.old_calls) == 6 * 100
+    assert all(g == [2.0] for g in sampled.new_groups) and all(g == [1.0] for g in sampled.old_groups)
+
+
+def test_session_effects_are_inside_the_interval():
+    """Identical graphs whose sessions differ by a few per cent for as long as they live (where
+    they landed in memory): the interval over session groups covers 1.0 in at least 95 % of
+    comparisons, where an interval over the rounds of one session pair (the first design)
+    covered it in well under half."""
+    covered_groups, covered_rounds = 0, 0
+    trials = 200
+    for trial in range(trials):
+        clock, rng = FakeClock(), np.random.default_rng(trial)
+
+        def open_pairs(new_first, _rng):
+            # the session's own speed (sd 1.5 %) and round-to-round noise on top
+            return [tuple(NoisyRunner(1_000_000 * rng.lognormal(0, 0.015), rng, clock) for _ in range(2))]
+
+        options = AgainstOptions(sessions=10, rounds=30, warmup=0, iterations=30, min_time_s=0.0)
+        sampled = time_session_groups(open_pairs, {1: {}}, options, clock=clock)[(0, 1)]
+        comparison, _ = abtest.grouped(sampled.new_groups, sampled.old_groups, 1.1)
+        covered_groups += comparison.low <= 1.0 <= comparison.high
+        one_pair = abtest.paired(sampled.new_groups[0] * 10, sampled.old_groups[0] * 10, 1.1)
+        covered_rounds += one_pair.low <= 1.0 <= one_pair.high
+    assert covered_groups >= 0.95 * trials
+    assert covered_rounds < 0.5 * trials
+
+
+class NoisyRunner(Runner):
+    def __init__(self, cost_ns: float, rng: np.random.Generator, clock: FakeClock) -> None:
+        self.cost_ns, self.rng, self.clock = cost_ns, rng, clock
+
+    def timed_call(self, feeds):
+        def call():
+            self.clock.now += int(self.cost_ns * self.rng.lognormal(0, 0.002))
+        return call
+
+
+def test_grouped_ratio_is_the_median_of_group_medians():
+    new = [[2.0, 2.2, 2.4]] * 3 + [[3.0, 3.0, 3.0]] * 3
+    old = [[2.0, 2.0, 2.0]] * 6
+    comparison, ratios = abtest.grouped(new, old, 1.1)
+    assert ratios == [pytest.approx(1.1)] * 3 + [pytest.approx(1.5)] * 3
+    assert comparison.ratio == pytest.approx(1.3) and comparison.rounds == 18
+    assert (comparison.low, comparison.high) == (pytest.approx(1.1), pytest.approx(1.5))
 
 
 # ---- bench --against --------------------------------------------------------------------------
@@ -111,7 +214,9 @@ def test_self_check_same_artifacts_not_regressed(artifacts, exported_dir, runner
         low, high = row["ratio_ci"]
         assert low <= row["ratio"] <= high
         assert len(row["round_p50_ms"]) == len(row["against_round_p50_ms"]) == 6
-        assert row["ratio"] == pytest.approx(np.median(np.divide(row["round_p50_ms"], row["against_round_p50_ms"])))
+        assert row["sessions"] == len(row["session_ratios"]) == 6  # one round in each of 6 session groups
+        assert row["session_ratios"] == pytest.approx(np.divide(row["round_p50_ms"], row["against_round_p50_ms"]))
+        assert row["ratio"] == pytest.approx(np.median(row["session_ratios"]))
         assert f"{row['graph']} fp32 onnxruntime batch 1: new/old {row['ratio']:.3f}x (95% CI" in result.output
     assert "latency gate passed" in result.output
 
@@ -120,7 +225,8 @@ def test_slowed_decoder_regressed(slow_copy, exported_dir, runner, tmp_path):
     outputs = [onnx.load(d / "decoder.onnx") for d in (exported_dir, slow_copy)]
     assert len(outputs[1].graph.node) == len(outputs[0].graph.node) + 4
     result = runner.invoke(main, ["bench", "--artifacts", str(slow_copy), "--against", str(exported_dir),
-                                  "--batch-sizes", "64", "--rounds", "8", "--min-time", "0.1", "--json", str(tmp_path / "ab.json")])
+                                  "--batch-sizes", "64", "--rounds", "8", "--sessions", "8", "--min-time", "0.1",
+                                  "--json", str(tmp_path / "ab.json")])
     assert result.exit_code == 1, result.output
     report = json.loads((tmp_path / "ab.json").read_text())
     verdicts = {r["graph"]: r["verdict"] for r in report["results"]}
@@ -138,9 +244,15 @@ def test_against_usage_errors(artifacts, exported_dir, runner, tmp_path):
                                 "--baseline", str(artifacts / "manifest.json")])
     assert both.exit_code == 2
     one_line_error(both, "--against and --baseline")
-    few = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--against", str(exported_dir), "--rounds", "3"])
+    few = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--against", str(exported_dir), "--sessions", "3"])
     assert few.exit_code == 2
-    one_line_error(few, "--rounds", "at least 6", "found 3")
+    one_line_error(few, "--sessions", "at least 6", "found 3")
+    short = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--against", str(exported_dir), "--rounds", "8"])
+    assert short.exit_code == 2
+    one_line_error(short, "--rounds", "one round per session group (10)", "found 8")
+    alone = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--sessions", "8"])
+    assert alone.exit_code == 2
+    one_line_error(alone, "--sessions", "only with --against")
     other = tmp_path / "other"
     shutil.copytree(exported_dir, other)
     manifest = json.loads((other / "manifest.json").read_text())

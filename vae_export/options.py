@@ -19,6 +19,9 @@ Size = tuple[int, int]
 # Stated bounds on the toolkit's own options; the runtime's counts (batch, steps, samples,
 # seeds, values) are `vae_export_runtime.limits`, the same for the CLI, the runtime and the server.
 MAX_ITERATIONS = 1_000_000  # bench calls per row
+# bench rounds per row: a baseline keeps one median per round, and judging it resamples them
+# 4,000 times (abtest.unpaired), so this bounds that work (4,000 x 1,000 x 8 bytes = 32 MB)
+MAX_ROUNDS = 1000
 MAX_MIN_TIME_S = 600.0  # bench time budget per row
 MAX_THREADS = 256
 MAX_WIDTH = 65536  # --hidden-dim, --latent-dim
@@ -118,7 +121,9 @@ class AgainstOptions:
     threads: int = BenchOptions.threads
     warmup: int = BenchOptions.warmup
     iterations: int = BenchOptions.iterations
-    rounds: int = 30  # paired rounds per row (at least 6 for a 95 % interval)
+    rounds: int = 30  # paired rounds per row, over all session groups
+    # groups of rounds, each with fresh sessions of both sides: the interval's units (at least 6)
+    sessions: int = 10
     min_time_s: float = 1.0  # per side of each row: ~2 s a row, well under a minute for the reference model
     max_regression: float = 1.10
     json_path: Path | None = None

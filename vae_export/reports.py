@@ -358,6 +358,7 @@ class AgainstReport:
     iterations: int
     results: list[dict[str, Any]]
     unmatched: list[str]
+    sessions: int | None = None  # session groups per row (the interval's units)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -378,6 +379,7 @@ class AgainstReport:
     def to_json(self) -> dict[str, Any]:
         return {"env": self.env, "against": self.against, "artifacts": self.artifacts,
                 "max_regression": self.max_regression, "confidence": CONFIDENCE, "rounds": self.rounds,
+                **({"sessions": self.sessions} if self.sessions is not None else {}),
                 "min_time_s": self.min_time_s, "warmup": self.warmup, "iterations": self.iterations,
                 "method": PAIRED_METHOD, "results": self.results, "unmatched": self.unmatched,
                 "counts": self.counts, "passed": self.passed}

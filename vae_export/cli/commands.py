@@ -15,8 +15,8 @@ from vae_export.cli.options import (Finite, Sizes, arch_option, artifacts_option
                                     batch_sizes_option, conditional_option, dataset_options, device_option,
                                     json_option, model_options, progress, quiet_option, sizes_option, write_json)
 from vae_export.errors import UsageError
-from vae_export.options import (DEFAULT_OPSET, EXPORTERS, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_THREADS,
-                                MAX_WIDTH, AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions,
+from vae_export.options import (DEFAULT_OPSET, EXPORTERS, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_ROUNDS,
+                                MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions,
                                 TrainOptions, VerifyOptions)
 from vae_export_runtime.limits import MAX_BATCH, MAX_SEED
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
@@ -221,15 +221,18 @@ def _print_verify(report: Any) -> None:
 @click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_DIR",
               help="A/B gate: time OLD_DIR's artifacts against --artifacts in one run, in paired rounds; "
                    "exit 1 when a row's 95% interval of NEW/OLD lies above --max-regression.")
-@click.option("--rounds", type=click.IntRange(1, MAX_ITERATIONS), default=None,
+@click.option("--rounds", type=click.IntRange(1, MAX_ROUNDS), default=None,
               help=f"Alternating rounds per row [default: {BenchOptions.rounds}; {AgainstOptions.rounds} with "
-                   "--against, at least 6].")
+                   "--against, over all session groups].")
+@click.option("--sessions", type=click.IntRange(1, MAX_ROUNDS), default=None,
+              help=f"With --against: groups of rounds, each with fresh ONNX Runtime sessions of both sides; the "
+                   f"interval is over groups [default: {AgainstOptions.sessions}, at least 6, at most --rounds].")
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
           batch_sizes: tuple[int, ...], sizes: Any, threads: int, warmup: int, iterations: int, min_time: float,
           no_torch: bool, no_peers: bool, engines: tuple[str, ...], json_path: Path | None, baseline: Path | None,
           max_regression: float | None,
-          against: Path | None, rounds: int | None, quiet: bool) -> None:
+          against: Path | None, rounds: int | None, sessions: int | None, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
     Each call is timed on its own (perf_counter_ns) after warm-up; p50/p90/p99/mean in ms,
@@ -249,12 +252,15 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
         vae-export bench --baseline ci/baseline.json --max-regression 1.5
         vae-export bench --artifacts new --against old --batch-sizes 1,64 --json ab.json
     """
+    if sessions is not None and against is None:
+        raise UsageError("--sessions: only with --against (plain bench opens one session per engine)")
     if against is not None:
         if baseline is not None:
             raise UsageError("--against and --baseline: expected one of them, found both")
         return _bench_against(artifacts, against, AgainstOptions(
             device=device, batch_sizes=batch_sizes, threads=threads, warmup=warmup, iterations=iterations,
-            rounds=_given(rounds, AgainstOptions.rounds), min_time_s=_given(min_time, AgainstOptions.min_time_s),
+            rounds=_given(rounds, AgainstOptions.rounds), sessions=_given(sessions, AgainstOptions.sessions),
+            min_time_s=_given(min_time, AgainstOptions.min_time_s),
             max_regression=_given(max_regression, AgainstOptions.max_regression), json_path=json_path), quiet)
     from vae_export.pipeline import bench_artifacts
 
@@ -289,7 +295,8 @@ def _bench_against(artifacts: Path, old: Path, options: Any, quiet: bool) -> Non
     from vae_export.pipeline import bench_against
 
     report = bench_against(artifacts, old, options, progress(quiet))
-    click.echo(f"{artifacts} (new) against {old} (old), one process, {report.rounds} paired rounds a row; "
+    click.echo(f"{artifacts} (new) against {old} (old), one process, {report.rounds} paired rounds a row "
+               f"in {report.sessions} groups of fresh sessions; "
                f"{report.env['cpu']} | threads {options.threads}")
     for row in report.results:
         click.echo(abtest.verdict_line(row, options.max_regression))
