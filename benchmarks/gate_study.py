@@ -1,21 +1,27 @@
 """Calibration study of the latency gates: false alarms on identical artifacts (A/A) and
 detections of a decoder made slower by a known amount with identical outputs (A/B).
 
-    python benchmarks/gate_study.py [--work DIR] [--comparisons 20] [--products 1] [--json FILE] [--score-only]
+    python benchmarks/gate_study.py --work DIR                      # the `bench --against` study: 20 A/A + 20 A/B
+    python benchmarks/gate_study.py --work DIR --baseline-gates     # also plain bench runs: the --baseline gates
     python benchmarks/gate_study.py --work DIR2 --no-against --bench-rounds 30   # the baseline-file gates only
 
 1. A: the reference VAE (784-400-32), briefly trained on the embedded digits, exported fp32
    (speed does not depend on the weights).
-2. B: A with `--products` identity products (400 x 400) inserted after the decoder's hidden
-   ReLU. x @ I is exact in float32, so B's outputs equal A's bit for bit (checked here), and
-   only the decoder gets slower; B's encoder is A's file, so encoder rows are A/A rows inside
-   every A/B comparison.
+2. B: A with `--products` identity products inserted after the decoder's hidden ReLU, each on
+   the hidden layer cut into `--parts` rows (`workloads.slow_decoder`; the default, 1 product
+   in 2 parts, makes the decoder ~1.25x slower at batch 64 and ~1.16x at batch 1). x @ I is
+   exact in float32, so B's outputs equal A's bit for bit (checked here), and only the
+   decoder gets slower; B's encoder is A's file, so encoder rows are A/A rows inside every
+   A/B comparison.
 3. Each of `--comparisons` iterations runs, as separate processes, exactly what CI would run:
-   `vae-export bench` of A and of B (today's gate: baselines from separate runs), then
-   `vae-export bench --artifacts A --against A` and `--artifacts B --against A` (the new gate).
-4. Scores the new gate (paired, one run), the new `--baseline` verdicts (separate runs,
-   calibrated, widened) and today's p50 threshold at 1.2 and 1.5 on the same runs, and prints
-   the markdown tables of benchmarks/RESULTS.md ("Latency gate").
+   `vae-export bench --artifacts A --against A` and `--artifacts B --against A`; with
+   `--baseline-gates` also `vae-export bench` of A and of B (baselines from separate runs).
+   The load average is read before and after every run (the study is meant to run on a
+   shared machine under load, and its figures say how loaded).
+4. Scores the `--against` gate (A/A: rows IMPROVED or REGRESSED, rows whose interval covers
+   1.0; A/B: decoder rows detected), and with `--baseline-gates` the `--baseline` verdicts
+   and the old p50 threshold at 1.2 and 1.5 on the same runs, and prints the markdown of
+   benchmarks/RESULTS.md ("Latency gate").
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 
-from vae_export.abtest import REGRESSED, judge_baseline
+from vae_export.abtest import IMPROVED, REGRESSED, judge_baseline
 from vae_export.reports import MATCH_KEYS
 from vae_export.workloads import slowed_copy
 
@@ -54,13 +61,48 @@ def prepare_a(directory: Path) -> None:
     export(load_model(directory / "vae.safetensors"), directory)
 
 
-def run_cli(args: list[str]) -> float:
+def run_cli(args: list[str], loads: list[float] | None = None) -> float:
+    """Runs one command; returns its wall time and appends the 1-minute load average seen
+    before and after it to `loads`."""
+    if loads is not None:
+        loads.append(os.getloadavg()[0])
     start = time.perf_counter()
     # Exit 1 is expected (a regressed A/B); a missing JSON is not.
     subprocess.run([*CLI, *args, "--quiet"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not Path(args[args.index("--json") + 1]).is_file():
         raise SystemExit(f"no report from: vae-export {' '.join(args)}")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    if loads is not None:
+        loads.append(os.getloadavg()[0])
+    return wall
+
+
+def against_study(reports_aa: list[dict[str, Any]], reports_ab: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the issue asks of the --against gate: A/A rows IMPROVED or REGRESSED (target none),
+    A/A rows whose 95 % interval covers 1.0 (target >= 95 %), A/B decoder rows REGRESSED per
+    batch (target 19/20 or better), and the interval widths."""
+    aa_rows = [r for rep in reports_aa for r in rep["results"]]
+    ab_rows = [r for rep in reports_ab for r in rep["results"]]
+    flagged = [r for r in aa_rows if r["verdict"] in (IMPROVED, REGRESSED)]
+    covers = [r for r in aa_rows if r["ratio_ci"][0] <= 1.0 <= r["ratio_ci"][1]]
+    decoder_keys = sorted({key(r) for r in ab_rows if r["graph"] == "decoder"}, key=lambda k: int(k.split("b")[-1]))
+    detected = {k: sum(r["verdict"] == REGRESSED for r in ab_rows if key(r) == k) for k in decoder_keys}
+    both = sum(all(r["verdict"] == REGRESSED for r in rep["results"] if r["graph"] == "decoder") for rep in reports_ab)
+    unchanged = [r for r in ab_rows if r["graph"] != "decoder"]
+    widths = [r["ratio_ci"][1] / r["ratio_ci"][0] - 1 for r in aa_rows]
+    return {
+        "aa_rows": len(aa_rows), "aa_improved_or_regressed": len(flagged),
+        "aa_verdicts": {v: sum(r["verdict"] == v for r in aa_rows) for v in ("ok", "inconclusive", IMPROVED, REGRESSED)},
+        "aa_covering_1": len(covers), "aa_ratio_range": [min(r["ratio"] for r in aa_rows), max(r["ratio"] for r in aa_rows)],
+        "aa_widest_interval": max((r["ratio_ci"] for r in aa_rows), key=lambda ci: ci[1] / ci[0]),
+        "aa_median_width": statistics.median(widths),
+        "ab_comparisons": len(reports_ab), "ab_detected": detected, "ab_both_detected": both,
+        "ab_unchanged_rows_flagged": sum(r["verdict"] in (IMPROVED, REGRESSED) for r in unchanged),
+        "ab_unchanged_rows": len(unchanged),
+        "ab_lowest_lower_bound": {k: min(r["ratio_ci"][0] for r in ab_rows if key(r) == k) for k in decoder_keys},
+        "slowdown_factors": {k: statistics.median(r["ratio"] for r in ab_rows if key(r) == k)
+                             for k in dict.fromkeys(key(r) for r in ab_rows)},
+    }
 
 
 def key(row: dict[str, Any]) -> str:
@@ -107,77 +149,95 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("gate_study"))
     parser.add_argument("--comparisons", type=int, default=20)
     parser.add_argument("--products", type=int, default=1, help="identity products added to B's decoder")
+    parser.add_argument("--parts", type=int, default=2, help="rows the hidden layer is cut into for each product")
     parser.add_argument("--json", type=Path, default=None, help="default WORK/gate_study.json")
     parser.add_argument("--score-only", action="store_true", help="score the runs already in WORK/runs, time nothing")
     parser.add_argument("--no-against", action="store_true", help="plain bench runs only: score the --baseline gates")
+    parser.add_argument("--baseline-gates", action="store_true", help="also plain bench runs: the --baseline gates")
     parser.add_argument("--bench-rounds", type=int, default=None, help="--rounds for the plain bench runs (default: bench's)")
+    parser.add_argument("--against-args", default="", help="extra options for every bench --against run")
     args = parser.parse_args()
     a, b, runs = args.work / "A", args.work / "B", args.work / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    walls: dict[str, list[float]] = {"bench": [], "against": []}
+    plain = args.no_against or args.baseline_gates
+    walls: dict[str, list[float]] = {"bench": [], "against": [], "load": []}
     if args.score_only:
         walls = json.loads((runs / "walls.json").read_text())
     else:
         prepare_a(a)
-        slowed_copy(a, b, args.products)
+        slowed_copy(a, b, args.products, args.parts)
     rounds = [] if args.bench_rounds is None else ["--rounds", str(args.bench_rounds)]
-    for i in range(0 if args.score_only else args.comparisons + 1):
-        walls["bench"].append(run_cli(["bench", "--artifacts", str(a), "--batch-sizes", BATCHES, *rounds,
-                                       "--json", str(runs / f"A{i}.json")]))
-        if i == args.comparisons:
-            break  # the last A run is only the baseline of A/A comparison i-1
-        walls["bench"].append(run_cli(["bench", "--artifacts", str(b), "--batch-sizes", BATCHES, *rounds,
-                                       "--json", str(runs / f"B{i}.json")]))
+    extra = args.against_args.split()
+    started = time.time()
+    for i in range(0 if args.score_only else args.comparisons + (1 if plain else 0)):
+        if plain:
+            walls["bench"].append(run_cli(["bench", "--artifacts", str(a), "--batch-sizes", BATCHES, *rounds,
+                                           "--json", str(runs / f"A{i}.json")], walls["load"]))
+            if i == args.comparisons:
+                break  # the last A run is only the baseline of A/A comparison i-1
+            walls["bench"].append(run_cli(["bench", "--artifacts", str(b), "--batch-sizes", BATCHES, *rounds,
+                                           "--json", str(runs / f"B{i}.json")], walls["load"]))
         for new, name in () if args.no_against else ((a, "AA"), (b, "AB")):
-            walls["against"].append(run_cli(["bench", "--artifacts", str(new), "--against", str(a), "--batch-sizes", BATCHES,
-                                             "--json", str(runs / f"{name}{i}.json")]))
-        print(f"comparison {i + 1}/{args.comparisons} done", file=sys.stderr, flush=True)
+            walls["against"].append(run_cli(["bench", "--artifacts", str(new), "--against", str(a), "--batch-sizes",
+                                             BATCHES, *extra, "--json", str(runs / f"{name}{i}.json")], walls["load"]))
+        print(f"comparison {i + 1}/{args.comparisons} done ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
         (runs / "walls.json").write_text(json.dumps(walls))
     load = lambda name: json.loads((runs / f"{name}.json").read_text())  # noqa: E731
     n = args.comparisons
-    gates = {} if args.no_against else {
-        "bench --against (one run, paired rounds), R 1.10": score(
-            [(against_gate(load(f"AA{i}")), "AA") for i in range(n)] + [(against_gate(load(f"AB{i}")), "AB") for i in range(n)])}
-    gates |= {
-        "bench --baseline, new verdicts (separate runs, calibrated), R 1.10": score(
-            [(new_baseline_gate(load(f"A{i + 1}"), load(f"A{i}"), 1.10), "AA") for i in range(n)]
-            + [(new_baseline_gate(load(f"B{i}"), load(f"A{i}"), 1.10), "AB") for i in range(n)]),
-    }
-    for threshold in (1.2, 1.5):
-        gates[f"today's --baseline p50 rule (separate runs), R {threshold}"] = score(
-            [(old_gate(load(f"A{i + 1}"), load(f"A{i}"), threshold), "AA") for i in range(n)]
-            + [(old_gate(load(f"B{i}"), load(f"A{i}"), threshold), "AB") for i in range(n)])
-    # What B's slow-down really is, measured in one run (the A/B --against ratios).
-    factors = {} if args.no_against else {key(r): statistics.median(load(f"AB{i}")["results"][j]["ratio"] for i in range(n))
-                                          for j, r in enumerate(load("AB0")["results"])}
-    aa_ratios = [r["ratio"] for i in range(n) for r in load(f"AA{i}")["results"]] if factors else [math.nan]
-    cross = [load(f"A{i + 1}")["results"][j]["p50_ms"] / r["p50_ms"] for i in range(n) for j, r in enumerate(load(f"A{i}")["results"])]
-    cal = [load(f"A{i}")["calibration"]["matmul_gflops_1thread"] for i in range(n + 1)]
-    env = load("A0")["env"]
-    out = {"env": env, "comparisons": n, "products": args.products, "gates": gates, "slowdown_factors": factors,
-           "against_wall_s": {"median": statistics.median(walls["against"] or [math.nan]), "max": max(walls["against"] or [math.nan])},
-           "bench_wall_s": {"median": statistics.median(walls["bench"]), "max": max(walls["bench"])},
-           "aa_against_ratio_range": [min(aa_ratios), max(aa_ratios)],
-           "aa_cross_run_p50_ratio_range": [min(cross), max(cross)],
-           "calibration_gflops_range": [min(cal), max(cal)],
-           "example_lines": [load("AB0")["results"], load("AA0")["results"]] if factors else []}
-    (args.json or args.work / "gate_study.json").write_text(json.dumps(out, indent=2))
+    env = load("AA0" if not args.no_against else "A0")["env"]
+    out: dict[str, Any] = {"env": env, "comparisons": n, "products": args.products, "parts": args.parts,
+                           "load_average_1min": {"median": statistics.median(walls["load"] or [math.nan]),
+                                                 "min": min(walls["load"] or [math.nan]),
+                                                 "max": max(walls["load"] or [math.nan])}}
     print(f"machine: {env['cpu']}, {env['cores']} cores; onnxruntime {env['onnxruntime']}; {n} A/A and {n} A/B "
-          f"comparisons; B = A + {args.products} identity product(s) in the decoder")
-    print("\nB's slow-down per row (median NEW/OLD of the A/B --against runs): "
-          + ", ".join(f"{k} {v:.2f}x" for k, v in factors.items()))
-    print("\n| gate | A/A false alarms (comparisons with any row flagged) | A/A rows flagged | A/B decoder b1 detected | "
-          "A/B decoder b64 detected | A/B both detected | A/B unchanged rows flagged |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, s in gates.items():
-        det = list(s["ab_detected"].values())
-        print(f"| {name} | {s['aa_false_alarms']} / {s['aa_comparisons']} | {s['aa_rows_flagged']} / {s['aa_rows']} | "
-              f"{det[0]} / {n} | {det[1]} / {n} | {s['ab_all_detected']} / {n} | "
-              f"{s['ab_unchanged_rows_flagged']} / {s['ab_unchanged_rows']} |")
-    print(f"\n--against wall time per comparison: median {out['against_wall_s']['median']:.1f} s, max "
-          f"{out['against_wall_s']['max']:.1f} s; plain bench run: median {out['bench_wall_s']['median']:.1f} s")
-    print(f"A/A --against ratios: {min(aa_ratios):.3f}-{max(aa_ratios):.3f}; A/A p50 ratios across separate runs: "
-          f"{min(cross):.3f}-{max(cross):.3f}; calibration matmul rate: {min(cal):.1f}-{max(cal):.1f} GFLOP/s")
+          f"comparisons; B = A + {args.products} identity product(s) in {args.parts} part(s) in the decoder; "
+          f"1-minute load average during the runs: median {out['load_average_1min']['median']:.1f} "
+          f"(range {out['load_average_1min']['min']:.1f}-{out['load_average_1min']['max']:.1f}) on {env['cores']} cores")
+    if not args.no_against:
+        study = against_study([load(f"AA{i}") for i in range(n)], [load(f"AB{i}") for i in range(n)])
+        out |= {"against": study, "against_wall_s": {"median": statistics.median(walls["against"]),
+                                                    "max": max(walls["against"])},
+                "example_lines": [load("AB0")["results"], load("AA0")["results"]]}
+        det = study["ab_detected"]
+        print("\nB's slow-down per row (median NEW/OLD of the A/B --against runs): "
+              + ", ".join(f"{k} {v:.3f}x" for k, v in study["slowdown_factors"].items()))
+        print("\n| gate | A/A rows IMPROVED or REGRESSED | A/A rows whose 95 % interval covers 1.0 | "
+              + " | ".join(f"A/B {k} detected" for k in det) + " | A/B both detected | A/B unchanged rows flagged |")
+        print("| --- | ---: | ---: | " + " | ".join("---:" for _ in det) + " | ---: | ---: |")
+        print(f"| `bench --against`, R 1.10 | {study['aa_improved_or_regressed']} / {study['aa_rows']} | "
+              f"{study['aa_covering_1']} / {study['aa_rows']} | " + " | ".join(f"{v} / {n}" for v in det.values())
+              + f" | {study['ab_both_detected']} / {n} | {study['ab_unchanged_rows_flagged']} / {study['ab_unchanged_rows']} |")
+        print(f"\nA/A verdicts: {study['aa_verdicts']}; ratios {study['aa_ratio_range'][0]:.3f}-{study['aa_ratio_range'][1]:.3f}; "
+              f"widest interval {study['aa_widest_interval'][0]:.3f}-{study['aa_widest_interval'][1]:.3f}; median "
+              f"width {100 * study['aa_median_width']:.1f} %; A/B lowest lower bounds: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in study["ab_lowest_lower_bound"].items()))
+        print(f"--against wall time per comparison (whole command): median {out['against_wall_s']['median']:.1f} s, "
+              f"max {out['against_wall_s']['max']:.1f} s")
+    if plain:
+        gates = {"bench --baseline, new verdicts (separate runs, calibrated), R 1.10": score(
+            [(new_baseline_gate(load(f"A{i + 1}"), load(f"A{i}"), 1.10), "AA") for i in range(n)]
+            + [(new_baseline_gate(load(f"B{i}"), load(f"A{i}"), 1.10), "AB") for i in range(n)])}
+        for threshold in (1.2, 1.5):
+            gates[f"p50 rule (separate runs), R {threshold}"] = score(
+                [(old_gate(load(f"A{i + 1}"), load(f"A{i}"), threshold), "AA") for i in range(n)]
+                + [(old_gate(load(f"B{i}"), load(f"A{i}"), threshold), "AB") for i in range(n)])
+        cross = [load(f"A{i + 1}")["results"][j]["p50_ms"] / r["p50_ms"] for i in range(n)
+                 for j, r in enumerate(load(f"A{i}")["results"])]
+        cal = [load(f"A{i}")["calibration"]["matmul_gflops_1thread"] for i in range(n + 1)]
+        out |= {"baseline_gates": gates, "bench_wall_s": {"median": statistics.median(walls["bench"]),
+                                                          "max": max(walls["bench"])},
+                "aa_cross_run_p50_ratio_range": [min(cross), max(cross)], "calibration_gflops_range": [min(cal), max(cal)]}
+        print("\n| gate | A/A false alarms (comparisons with any row flagged) | A/A rows flagged | A/B decoder b1 detected | "
+              "A/B decoder b64 detected | A/B both detected | A/B unchanged rows flagged |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, sc in gates.items():
+            d = list(sc["ab_detected"].values())
+            print(f"| {name} | {sc['aa_false_alarms']} / {sc['aa_comparisons']} | {sc['aa_rows_flagged']} / {sc['aa_rows']} | "
+                  f"{d[0]} / {n} | {d[1]} / {n} | {sc['ab_all_detected']} / {n} | "
+                  f"{sc['ab_unchanged_rows_flagged']} / {sc['ab_unchanged_rows']} |")
+        print(f"\nA/A p50 ratios across separate runs: {min(cross):.3f}-{max(cross):.3f}; calibration matmul rate: "
+              f"{min(cal):.1f}-{max(cal):.1f} GFLOP/s")
+    (args.json or args.work / "gate_study.json").write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -159,7 +159,7 @@ def test_session_effects_are_inside_the_interval():
     for trial in range(trials):
         clock, rng = FakeClock(), np.random.default_rng(trial)
 
-        def open_pairs(new_first, _rng):
+        def open_pairs(new_first, _placement, rng=rng, clock=clock):
             # the session's own speed (sd 1.5 %) and round-to-round noise on top
             return [tuple(NoisyRunner(1_000_000 * rng.lognormal(0, 0.015), rng, clock) for _ in range(2))]
 

@@ -5,20 +5,16 @@ option, the file and the field, and nothing written."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
 
-import pytest
+import onnx
 
 from conftest import one_line_error, snapshot
 from vae_export.against import against
 from vae_export.cli import main
 from vae_export.options import AgainstOptions
 from vae_export.workloads import slow_decoder
-
-import onnx
 
 FAST = ["--batch-sizes", "1", "--rounds", "6", "--sessions", "6", "--min-time", "0.02", "--warmup", "2",
         "--iterations", "6"]
