@@ -294,6 +294,9 @@ class BenchReport:
             raise VAEExportError("not a bench report (no 'results' list)")
         if len(rows) > MAX_BASELINE_ROWS:
             raise VAEExportError(f"results: at most {MAX_BASELINE_ROWS} rows, found {len(rows)}")
+        from vae_export.baselines import check_baseline
+
+        check_baseline(data)  # lengths, total work, then every value the gate computes with
         return cls(env=data.get("env", {}), warmup=data.get("warmup", 0), iterations=data.get("iterations", 0),
                    min_time_s=data.get("min_time_s", 0.0),
                    results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)],

@@ -282,7 +282,24 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
             click.echo(f"REGRESSION {reg.row.label()}: p50 {reg.row.p50_ms:.4f} ms vs baseline "
                        f"{reg.baseline_p50_ms:.4f} ms ({reg.ratio:.2f}x)")
         gate.raise_if_failed()
-        click.echo(f"regression gate passed: {gate.compared} rows within {gate.max_regression:g}x of {baseline}")
+        click.echo(_gate_summary(gate, baseline))
+
+
+def _gate_summary(gate: Any, baseline: Path) -> str:
+    """The last line of a passed --baseline gate: what was compared and what the verdicts
+    were. Inconclusive rows are counted as such, never as "within" the threshold."""
+    from vae_export import abtest
+
+    if not gate.compared:
+        return f"regression gate passed: no row matched {baseline}, so nothing was compared"
+    if gate.rows is None:  # a baseline without per-round samples: the p50 rule, each row within R
+        return f"regression gate passed: {gate.compared} rows within {gate.max_regression:g}x of {baseline}"
+    counts = {v: sum(r["verdict"] == v for r in gate.rows) for v in (abtest.OK, abtest.IMPROVED, abtest.INCONCLUSIVE)}
+    parts = [f"{n} {v}" for v, n in counts.items() if n]
+    if counts[abtest.INCONCLUSIVE]:
+        parts[-1] += (f" (the interval straddles {gate.max_regression:g}x or {1 / gate.max_regression:.3g}x: "
+                      "these runs cannot tell)")
+    return f"regression gate passed: no row regressed; {', '.join(parts)} of {gate.compared} rows against {baseline}"
 
 
 def _given(value: Any, default: Any) -> Any:
