@@ -175,11 +175,13 @@ def _print_verify(report: Any) -> None:
         click.echo(f"INTEGRITY FAIL  {name}: sha256 does not match the manifest")
     if not report.checkpoint["matches_manifest"]:
         click.echo("note: the checkpoint differs from the one the graphs were exported from")
-    click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'batch':>5} {'input':<7} {'max_abs':>9} "
+    # The size column tells apart the rows of a symbolic-size graph, checked at several sizes.
+    click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'size':>9} {'batch':>5} {'input':<7} {'max_abs':>9} "
                f"{'max_rel':>9} {'mean_abs':>9} {'min_atol':>9} {'psnr_db':>8}  result")
     for c in report.checks:
         psnr = "" if c.psnr_db is None else f"{c.psnr_db:.1f}"
-        click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {c.batch:>5} {c.input:<7} "
+        size = f"{c.size[0]}x{c.size[1]}" if c.size else "-"
+        click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {size:>9} {c.batch:>5} {c.input:<7} "
                    f"{fmt_number(c.max_abs):>9} {fmt_number(c.max_rel):>9} {fmt_number(c.mean_abs):>9} "
                    f"{fmt_number(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
     t = report.thresholds
@@ -484,6 +486,8 @@ def _print_summary(result: Any) -> None:
     click.echo(f"train   {metrics['dataset']}: final test loss {metrics['final_test_loss']:.2f} nats/image "
                f"({metrics['wall_time_s']:.1f} s)")
     click.echo(f"export  {', '.join(e.file for e in exported.manifest.artifacts)} ({exported.seconds:.1f} s)")
+    for path in exported.removed:  # the README's promise: what an export removes is named
+        click.echo(f"removed {path.name} (from the previous export, not rebuilt by this one)")
     click.echo(f"verify  {len(report.checks) - len(report.failed)}/{len(report.checks)} checks passed")
     for r in result.bench.results:
         if r.engine == "onnxruntime" and r.variant == "fp32" and r.batch in (1, 256):

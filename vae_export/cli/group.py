@@ -4,6 +4,7 @@ place, with their exit code; command modules (`commands.py`, `scale.py`) add the
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from typing import Any
@@ -49,7 +50,9 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
-            if _debug(ctx):
+            # The reader of our output went away (`inspect ... | head -2`): nothing to report.
+            # click's main turns EPIPE into a quiet exit 1, as other CLIs stop on SIGPIPE.
+            if _debug(ctx) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
                 raise
             raise click.ClickException(
                 f"internal error: {type(exc).__name__}: {first_line(exc, '')} (rerun with --debug for the traceback)"
