@@ -9,6 +9,7 @@ MAX_STEPS = 4096  # interpolation points
 MAX_SAMPLES = 1024  # anomaly score draws per image
 MAX_SEED = 2**63 - 1  # seeds are non-negative integers below 2^63 (the portable generator's key)
 MAX_ELEMENTS = 1 << 28  # values in one image, latent or tensor (1 GiB of float32)
+MAX_PIXELS = 1 << 26  # height x width of one image (8192 x 8192): with up to 4 channels, MAX_ELEMENTS values
 MAX_TILE = 1 << 16  # latent cells per tile side
 MAX_TEMPERATURE = 10.0  # the prior's scale for sampling
 DEVICES = ("cpu", "cuda")  # where graphs run: ONNX Runtime's CPU provider, or CUDA (onnxruntime-gpu)
