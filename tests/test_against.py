@@ -103,6 +103,8 @@ class FakeRunner(Runner):
         self.closed = False
 
     def timed_call(self, feeds):
+        self.log.append("bind " + self.name)
+
         def call():
             self.log.append(self.name)
             self.clock.now += self.cost_ns
@@ -128,7 +130,9 @@ def test_session_groups_reopen_alternate_and_flip_order():
     assert opened == [("new", "old"), ("old", "new")] * 3
     assert [len(g) for g in sampled.new_groups] == [2] * 6 and [len(g) for g in sampled.old_groups] == [2] * 6
     assert len(sampled.new_calls) == len(sampled.old_calls) == 24  # 24 calls over 12 rounds, both sides
-    timed = [name for name in log if name]  # warm-up calls run through the same closures
+    # Buffers are bound (and warm-ups run) first for NEW in even groups, for OLD in odd ones.
+    assert [name for name in log if name.startswith("bind")][:4] == ["bind new", "bind old", "bind old", "bind new"]
+    timed = [name for name in log if not name.startswith("bind")]
     rounds = [timed[i:i + 4] for i in range(0, len(timed), 4)]
     assert rounds[:2] == [["new", "new", "old", "old"], ["old", "old", "new", "new"]]  # the order flips each round
 

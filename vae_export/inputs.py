@@ -70,16 +70,22 @@ def fit_images(images: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray |
     return np.ascontiguousarray(images[:, :, rows, cols])
 
 
+def fits_images(images: np.ndarray | None, image_shape: tuple[int, ...]) -> bool:
+    """Whether real images can feed a graph of `image_shape` (`fit_images` resamples them)."""
+    return images is not None and images.shape[1] == image_shape[0]
+
+
 def parity_inputs(role: str, batch: int, latent_shape: tuple[int, ...], image_shape: tuple[int, ...],
                   images: np.ndarray | None) -> np.ndarray:
-    """verify's seeded inputs: real images (else uniform [0, 1]) for the encoder, z ~ N(0, I)
-    for the decoder."""
+    """verify's seeded inputs: real images (else uniform [0, 1]) for the encoder, resampled to
+    `image_shape`; z ~ N(0, I) for the decoder. Only the images drawn are resampled: all of
+    them at 8192x8192 were 90 GB for a batch of one."""
     rng = np.random.default_rng(SEED + batch)
     if role == "decoder":
         return prior_z(batch, latent_shape, rng)
-    if images is not None:
+    if images is not None and fits_images(images, image_shape):
         idx = rng.choice(len(images), size=batch, replace=len(images) < batch)
-        return np.ascontiguousarray(images[idx], dtype=np.float32)
+        return np.ascontiguousarray(fit_images(images[idx], image_shape), dtype=np.float32)
     return rng.random((batch, *image_shape), dtype=np.float32)
 
 

@@ -37,7 +37,7 @@ from vae_export.engines import get as get_engine
 from vae_export.errors import UsageError
 from vae_export.families.base import LoadedModel
 from vae_export.graphs import torch_outputs
-from vae_export.inputs import EDGE_SIGMA, LABEL_ROWS, SEED, edge_inputs, fit_images, parity_inputs, with_labels
+from vae_export.inputs import EDGE_SIGMA, LABEL_ROWS, SEED, edge_inputs, fits_images, parity_inputs, with_labels
 from vae_export.manifest import Manifest
 from vae_export.options import VerifyOptions
 from vae_export.progress import SILENT, Progress
@@ -114,9 +114,9 @@ def verify(
         module = loaded.module(spec.role)
         for size in sizes:
             image_shape, latent_shape = g.image_at(size), g.latent_at(size)
-            sized = None if images is None else fit_images(images, image_shape)
-            cases = [(b, "random" if spec.role == "decoder" or sized is None else "images",
-                      parity_inputs(spec.role, b, latent_shape, image_shape, sized)) for b in batch_sizes]
+            real = fits_images(images, image_shape)
+            cases = [(b, "random" if spec.role == "decoder" or not real else "images",
+                      parity_inputs(spec.role, b, latent_shape, image_shape, images)) for b in batch_sizes]
             edge = edge_inputs(spec.role, latent_shape, image_shape)
             cases.append((len(edge), "edge", edge))
             for batch, kind, x in cases:

@@ -5,6 +5,7 @@ Torch-free: `sample` imports neither torch nor onnx."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,41 @@ from vae_export.reports import BenchReport
 from vae_export_runtime.contract import graph_filename
 
 PICTURE_TEMPERATURE = 0.7  # class pictures: typical samples of each class, not the prior's tails
+# What the grid holds per value of the decoded images: the float32 images, the float32 canvas,
+# its uint8 pixels and the 2x-scaled picture (4 bytes per value).
+GRID_BYTES_PER_VALUE = 4 + 4 + 1 + 4
+# Up to this many values (16 MiB of images) no decoder this tool exports comes near the memory
+# of a machine, and `sample` stays torch- and onnx-free; past it the decoder's graph is read
+# for its footprint (`footprint.py`).
+SMALL_SAMPLE_VALUES = 1 << 22
+
+
+def _check_memory(path: Path, decoder: Any, count: int, calls: int, size: tuple[int, int] | None) -> None:
+    """UsageError unless decoding `calls` batches of `count` images at `size` and drawing
+    their grid fit in the memory available now (the decoder runs one batch at a time)."""
+    shape = decoder.latent_shape_for(size)  # refuses a size the decoder cannot make (RuntimeInputError)
+    h, w = size or decoder.default_size
+    images = count * calls
+    values = images * int(decoder.image_shape[0]) * h * w
+    if values <= SMALL_SAMPLE_VALUES:
+        return
+    need = values * GRID_BYTES_PER_VALUE
+    from vae_export import footprint
+
+    try:
+        import onnx
+    except ImportError:  # the runtime alone, without the onnx package: the grid is what can be counted
+        onnx = None
+    if onnx is not None:
+        model = onnx.load(str(path), load_external_data=False)
+        k = decoder.num_classes
+
+        def shapes_at(batch: int) -> dict[str, tuple[int, ...]]:
+            return {"z": (batch, *shape), **({"y": (batch, k)} if k else {})}
+
+        need += int(footprint.SLACK * footprint.footprint(model, shapes_at).peak(count))
+    option = f"--size {h}x{w}" if size else f"-n {count}"
+    footprint.check_fits(need, f"sampling {images} images at {h}x{w}", option, "pass a smaller --size or -n")
 
 
 def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "fp32", output: Path | None = None,
@@ -46,6 +82,7 @@ def sample_png(artifacts: Path, count: int = 64, seed: int = 0, variant: str = "
     if label is not None and label >= k:
         raise UsageError(f"--label {label}: expected a class 0..{k - 1} of {decoder_path.name}")
     try:
+        _check_memory(decoder_path, decoder, count, k if per_class else 1, size)
         if per_class:
             images = np.concatenate([decoder.sample(count, seed, size, label=c, temperature=temperature)
                                      for c in range(k)])

@@ -133,6 +133,10 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     integrity = manifest.check_integrity(artifacts)  # integrity first: nothing runs on a changed file
     for name in options.engines:
         parity.check_engine(name, options.device)  # an unknown or missing engine fails before any loading
+    # Sizes and batches must fit in memory before the model is even loaded (PyTorch, then
+    # each engine, run every case; verify keeps their outputs to compare them).
+    _check_memory(artifacts, manifest, _check_sizes(manifest.model.geometry, options.sizes), options.batch_sizes,
+                  engines=1, held_outputs=6 + len(options.engines), command="verifying", edge_cases=True)
     loaded = load_for_manifest(artifacts, manifest, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
@@ -162,13 +166,18 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     from vae_export import bench
 
     o = options
-    bench.bench_engines(o, o.with_torch)  # an unknown or missing engine (or CUDA) fails before any loading
+    # an unknown or missing engine (or CUDA) fails before any loading
+    graph_engines, model_engines = bench.bench_engines(o, o.with_torch)
     if o.baseline is not None:
         BenchReport.read(o.baseline)  # a malformed baseline fails before anything runs or is written
     manifest = Manifest.read(artifacts)
     manifest.check_integrity(artifacts)
-    loaded = load_for_manifest(artifacts, manifest, source) if o.with_torch else None
     sizes = _check_sizes(manifest.model.geometry, o.sizes)
+    # Every engine of a graph keeps its session (and ONNX Runtime its arena) open while the
+    # others run: their footprints add up.
+    _check_memory(artifacts, manifest, sizes, o.batch_sizes, engines=len(graph_engines) + len(model_engines),
+                  held_outputs=len(graph_engines) + len(model_engines), command="benchmarking")
+    loaded = load_for_manifest(artifacts, manifest, source) if o.with_torch else None
     report = bench.bench(artifacts, manifest, loaded, replace(o, sizes=sizes), progress)
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     if gate is None or gate.passed:  # a failed gate leaves the artifacts directory as it was
@@ -188,6 +197,21 @@ def bench_against(artifacts: Path, old: Path, options: AgainstOptions = AgainstO
     if options.json_path is not None:
         atomic_write_json(options.json_path, report.to_json())
     return report
+
+
+def _check_memory(artifacts: Path, manifest: Manifest, sizes: tuple[tuple[int, int], ...] | None,
+                  batch_sizes: tuple[int, ...], engines: int, held_outputs: int, command: str,
+                  edge_cases: bool = False) -> None:
+    """UsageError unless every graph runs at every size and batch in the memory available now
+    (`footprint.check_runs_fit`); with `edge_cases`, verify's edge inputs (2 or 3) too."""
+    from vae_export.footprint import check_runs_fit
+    from vae_export.inputs import edge_inputs
+
+    g = manifest.model.geometry
+    batches = {spec.role: (*batch_sizes, *([len(edge_inputs(spec.role, (1,), (1, 1, 1)))] if edge_cases else []))
+               for spec in g.specs()}
+    check_runs_fit(artifacts, manifest, sizes or g.default_sizes(), batches, engines, held_outputs, command,
+                   "--sizes" if g.dynamic_size else None)
 
 
 def _check_sizes(geometry: Geometry, sizes: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...] | None:

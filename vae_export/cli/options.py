@@ -4,6 +4,7 @@ drift; every command module (built-in and scale-out) takes them from here."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,17 @@ from typing import Any
 import click
 
 from vae_export.options import ARCHS, DATASETS, TrainOptions
-from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS
+from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_PIXELS
+
+MAX_SIZES = 64  # sizes in one --sizes list, as for --batch-sizes
+MAX_SIDE_DIGITS = 9  # digits of one side: more cannot be within MAX_PIXELS anyway
+_SIZE = re.compile(rf"([0-9]{{1,{MAX_SIDE_DIGITS}}})x([0-9]{{1,{MAX_SIDE_DIGITS}}})", re.ASCII)
+
+
+def _shown(value: Any) -> str:
+    """An option's value for an error line: short, and escaped (no terminal control codes)."""
+    text = str(value)
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
 
 
 class Finite(click.FloatRange):
@@ -43,19 +54,28 @@ class BatchSizes(click.ParamType):
 
 
 class Sizes(click.ParamType):
+    """HxW[,HxW...]: ASCII digits only (int() also reads superscript, Arabic-Indic and fullwidth
+    digits, or fails on them), each at most MAX_SIDE_DIGITS long (a 5,000-digit side is past
+    int()'s own limit), H x W at most `limits.MAX_PIXELS`, at most MAX_SIZES sizes. Whether a
+    size also fits in memory depends on the model: the commands check it (`footprint.py`)."""
+
     name = "HxW,..."
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[tuple[int, int], ...]:
         if isinstance(value, tuple):
             return value
+        parts = str(value).split(",")
         sizes = []
-        for part in str(value).split(","):
-            h, sep, w = part.strip().lower().partition("x")
-            if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0 and int(h) * int(w) <= 1 << 26):
-                self.fail(f"expected sizes like 28x28,56x56,32x48 (positive, at most 2^26 pixels), found {value!r}",
-                          param, ctx)
-            sizes.append((int(h), int(w)))
-        return tuple(sizes)
+        for part in parts if len(parts) <= MAX_SIZES else ():
+            match = _SIZE.fullmatch(part.strip().lower())
+            if match is None or not 0 < int(match[1]) * int(match[2]) <= MAX_PIXELS:
+                break
+            sizes.append((int(match[1]), int(match[2])))
+        else:
+            if sizes:
+                return tuple(sizes)
+        self.fail(f"expected sizes like 28x28,56x56,32x48 (at most {MAX_SIZES}, positive, at most {MAX_PIXELS} pixels), "
+                  f"found {_shown(value)}", param, ctx)
 
 
 class ImageShape(click.ParamType):
