@@ -136,7 +136,8 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     # Sizes and batches must fit in memory before the model is even loaded (PyTorch, then
     # each engine, run every case; verify keeps their outputs to compare them).
     _check_memory(artifacts, manifest, _check_sizes(manifest.model.geometry, options.sizes), options.batch_sizes,
-                  engines=1, held_outputs=6 + len(options.engines), command="verifying", edge_cases=True)
+                  engines=1 + len(options.engines), held_outputs=6 + len(options.engines), command="verifying",
+                  edge_cases=True)
     loaded = load_for_manifest(artifacts, manifest, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
@@ -208,10 +209,9 @@ def _check_memory(artifacts: Path, manifest: Manifest, sizes: tuple[tuple[int, i
     from vae_export.inputs import edge_inputs
 
     g = manifest.model.geometry
-    batches = {spec.role: (*batch_sizes, *([len(edge_inputs(spec.role, (1,), (1, 1, 1)))] if edge_cases else []))
-               for spec in g.specs()}
-    check_runs_fit(artifacts, manifest, sizes or g.default_sizes(), batches, engines, held_outputs, command,
-                   "--sizes" if g.dynamic_size else None)
+    edge = {spec.role: len(edge_inputs(spec.role, (1,), (1, 1, 1))) for spec in g.specs()} if edge_cases else None
+    check_runs_fit(artifacts, manifest, sizes or g.default_sizes(), batch_sizes, engines, held_outputs, command,
+                   "--sizes" if g.dynamic_size else None, edge)
 
 
 def _check_sizes(geometry: Geometry, sizes: tuple[tuple[int, int], ...] | None) -> tuple[tuple[int, int], ...] | None:
