@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,11 @@ from torch import nn
 from vae_export.artifacts import sha256_file
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.families.base import Family, LoadedModel, LoadRequest
+from vae_export.footprint import available_memory
 from vae_export.graphs import split
+from vae_export.meta_trial import peak_bytes
 from vae_export.tensors import check_finite, check_keys, read_state_dict
+from vae_export_runtime.limits import MAX_PIXELS
 
 PREFIX = "diffusers:"
 CLASS_PREFIX = "Autoencoder"
@@ -66,6 +68,8 @@ MIN_EXPORT_SIZE = 64
 # float32 rounding up to 1000x. Measured on random-weight AutoencoderKL configs: max abs 2e-5 at
 # 64x64, 3.7e-4 at 128x128 (random inputs: 1e-6). Optimum's single check uses 3e-4 everywhere.
 EDGE_FP32_ATOL = 1e-3
+# The real trial runs take more than their tensors (allocator rounding, kernel scratch).
+TRIAL_SLACK = 1.5
 
 
 def resolve_class(model_ref: str) -> type:
@@ -160,18 +164,13 @@ def _quiet_diffusers() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def available_memory() -> int:
-    """Bytes of memory available now (MemAvailable), else the physical memory."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def build_model(cls: type, config: dict[str, Any], path: Path) -> nn.Module:
-    """The model from its config: built first on the meta device (no memory) to refuse unknown
-    keys and sizes past the memory available, then for real."""
+def build_meta(cls: type, config: dict[str, Any], path: Path) -> nn.Module:
+    """The model from its config on the meta device (no memory): refuses unknown keys and a
+    parameter count past the memory available. diffusers' `_use_default_values` (keys its
+    loader should ignore and default instead; save_pretrained never writes it) is dropped
+    first: it would hide a key from the unknown-key check and make the export record the
+    class default (scaling_factor 1.0) where the config says 0.5."""
+    config = {k: v for k, v in config.items() if k != "_use_default_values"}
     with _quiet_diffusers():
         init, _unused, _hidden = cls.extract_init_dict(dict(config))
         try:
@@ -190,7 +189,42 @@ def build_model(cls: type, config: dict[str, Any], path: Path) -> nn.Module:
     if need > have:
         raise VAEExportError(f"{path}: the config asks for {params:,} parameters ({need / 2**30:.1f} GiB in float32), "
                              f"more than the {have / 2**30:.1f} GiB of memory available; refused")
+    return meta
+
+
+def check_trial_memory(meta: nn.Module, image_shape: tuple[int, int, int], path: Path) -> None:
+    """Refuse a config whose trial runs (`graphs.split`: encode and decode a batch of 2 at the
+    export size and at twice it) would not fit in the memory available now, sized on the
+    meta model before anything is allocated. Export then runs the graphs in ONNX Runtime
+    beside the model: the weights count three times."""
+    c, h, w = image_shape
+    if h * w > MAX_PIXELS:
+        raise VAEExportError(f"{path}: the config implies an export size of {h}x{w} (8 latent cells a side at its "
+                             f"stride), more than {MAX_PIXELS} pixels; refused")
+    module = DiffusersVAE(meta.eval())
+    worst = 0
+    for side in (1, 2):  # the export size, then the second size of --dynamic-size
+        x = torch.zeros(2, c, side * h, side * w, device="meta")
+        try:
+            worst = max(worst, peak_bytes(lambda: module.encode(x)))
+            with torch.inference_mode():
+                mu, _ = module.encode(x)
+            worst = max(worst, peak_bytes(lambda: module.decode(torch.zeros_like(mu))))
+        except Exception:  # noqa: BLE001 - a model that cannot run: its trial run says why, in its words
+            return
+    weights = 4 * sum(p.numel() for p in meta.parameters())
+    need, have = int(TRIAL_SLACK * worst) + 3 * weights, available_memory()
+    if need > have:
+        raise VAEExportError(f"{path}: the config's trial runs (a batch of 2 at {h}x{w} and {2 * h}x{2 * w}) would take "
+                             f"about {need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of memory available; "
+                             "refused")
+
+
+def build_model(cls: type, config: dict[str, Any], path: Path) -> nn.Module:
+    """The model from its config, for real, once the meta build has passed (`build_meta`)."""
+    config = {k: v for k, v in config.items() if k != "_use_default_values"}
     with _quiet_diffusers():
+        init, _unused, _hidden = cls.extract_init_dict(dict(config))
         return cls(**init)
 
 
@@ -281,13 +315,15 @@ class DiffusersFamily(Family):
         weights = weights_file(directory)
         config_path = directory / CONFIG_NAME
         config = read_config(config_path, cls)
-        vae = build_model(cls, config, config_path)
-        load_weights(vae, weights)
-        module = DiffusersVAE(vae.eval()).eval()
+        meta = build_meta(cls, config, config_path)
         image_shape = request.image_shape
         if image_shape is None:
             side = max(MIN_EXPORT_SIZE, EXPORT_SIZE_LATENT * _stride(cls, config))
-            image_shape = (int(vae.config.get("in_channels", 3)), side, side)
+            image_shape = (int(meta.config.get("in_channels", 3)), side, side)
+        check_trial_memory(meta, image_shape, config_path)
+        vae = build_model(cls, config, config_path)
+        load_weights(vae, weights)
+        module = DiffusersVAE(vae.eval()).eval()
         public = {k: v for k, v in vae.config.items() if not k.startswith("_")}
         return split(module, image_shape, family=self, checkpoint=directory,
                      checkpoint_sha256=checkpoint_digest(config_path, weights), source=f"{PREFIX}{cls.__name__}",
