@@ -108,7 +108,8 @@ def measure(args: list[str]) -> dict[str, Any]:
     start = time.perf_counter()
     result = subprocess.run(["/usr/bin/time", "-f", "RSS_KB %M", *CLI, *args], capture_output=True, text=True)
     rss = [int(line.split()[1]) for line in result.stderr.splitlines() if line.startswith("RSS_KB ")]
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line and not line.startswith("RSS_KB ")]
+    lines = [line for line in (result.stdout + result.stderr).splitlines()
+             if line and not line.startswith(("RSS_KB ", "Command exited with non-zero status"))]
     return {"rss_mib": rss[-1] / 1024 if rss else None, "seconds": time.perf_counter() - start,
             "exit": result.returncode, "last": lines[-1][:300] if lines else ""}
 

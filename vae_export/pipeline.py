@@ -134,9 +134,12 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     for name in options.engines:
         parity.check_engine(name, options.device)  # an unknown or missing engine fails before any loading
     # Sizes and batches must fit in memory before the model is even loaded (PyTorch, then
-    # each engine, run every case; verify keeps their outputs to compare them).
+    # each engine, run every case). Comparing one output holds ~16 copies of it (both sides
+    # in float64, the difference, relative and excess errors, their temporaries: compare.py),
+    # beside PyTorch's and each engine's outputs (measured: verify of the MLP at batch 65,536
+    # peaked at 3.5 GB, where counting 7 copies gave 2.5 GiB).
     _check_memory(artifacts, manifest, _check_sizes(manifest.model.geometry, options.sizes), options.batch_sizes,
-                  engines=1 + len(options.engines), held_outputs=6 + len(options.engines), command="verifying",
+                  engines=1 + len(options.engines), held_outputs=16 + len(options.engines), command="verifying",
                   edge_cases=True)
     loaded = load_for_manifest(artifacts, manifest, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
