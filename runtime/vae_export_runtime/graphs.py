@@ -237,13 +237,18 @@ class VAEDecoder(_Graph):
         reproducible for a seed; `size` (height, width) for a decoder with a symbolic size
         (default: `default_size`). Conditional decoders: `label` (every image of that class) or
         `labels` (one per image)."""
-        n = check_count("n", n, 1, MAX_BATCH)
-        scale = check_temperature(temperature)
         if label is not None and labels is not None:
             raise RuntimeInputError("label: pass label= (one class for all) or labels= (one per image), not both")
-        shape = self.latent_shape_for(size)
-        z = prior_latents(n, shape, check_seed(seed), scale)
+        z = self.sample_latents(n, seed, size, temperature=temperature)
         return self.decode(z, labels=label if labels is None else labels)
+
+    def sample_latents(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
+                       temperature: float = 1.0) -> np.ndarray:
+        """The latents `sample` decodes: z ~ N(0, temperature^2 I), [n, *latent_shape] float32,
+        from the portable generator (the same for a seed in every host)."""
+        n = check_count("n", n, 1, MAX_BATCH)
+        scale = check_temperature(temperature)
+        return prior_latents(n, self.latent_shape_for(size), check_seed(seed), scale)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8, *, y0: Any = None,
                     y1: Any = None) -> np.ndarray:
