@@ -11,29 +11,13 @@ entry point in the group `vae_export.engines` naming an `Engine` subclass or ins
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
 from vae_export.engines.base import GRAPH, MODEL, Engine, Runner, Target
 from vae_export.errors import UsageError
+from vae_export.registry import Registry
 
 ENTRY_POINT_GROUP = "vae_export.engines"
 DEFAULT = "onnxruntime"  # what verify checks and the runtime uses unless told otherwise
 REFERENCE = "torch"  # what every engine is verified against
-_registered: list[Engine] = []
-_loaded_plugins = False
-
-
-def register(engine: Engine) -> Engine:
-    """Add an engine (or replace the one of the same name); returns it."""
-    if not isinstance(engine, Engine) or not engine.name:
-        raise TypeError(f"register: expected a named vae_export.engines.Engine, found {engine!r}")
-    _registered[:] = [e for e in _registered if e.name != engine.name]
-    _registered.append(engine)
-    return engine
-
-
-def unregister(name: str) -> None:
-    _registered[:] = [e for e in _registered if e.name != name]
 
 
 def _builtins() -> list[Engine]:
@@ -44,24 +28,13 @@ def _builtins() -> list[Engine]:
     return [OnnxRuntimeEngine(), TorchEngine(), OpenVinoEngine()]
 
 
-def _plugins() -> None:
-    global _loaded_plugins
-    if _loaded_plugins:
-        return
-    _loaded_plugins = True
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        found = point.load()
-        engine = found() if isinstance(found, type) else found
-        if isinstance(engine, Engine) and engine.name not in {e.name for e in _registered}:
-            register(engine)
+_REGISTRY = Registry(Engine, ENTRY_POINT_GROUP, _builtins)
+register, unregister = _REGISTRY.register, _REGISTRY.unregister
 
 
 def engines() -> list[Engine]:
-    """Every engine: the built-ins, then registered ones (a registered engine replaces a
-    built-in of the same name)."""
-    _plugins()
-    names = {e.name for e in _registered}
-    return [e for e in _builtins() if e.name not in names] + list(_registered)
+    """Every engine: registered ones (replacing a built-in of the same name), then the built-ins."""
+    return _REGISTRY.entries()
 
 
 def get(name: str) -> Engine:
