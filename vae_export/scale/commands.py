@@ -43,6 +43,7 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
 
 def register(main: click.Group) -> None:
     from vae_export.cli import _options, artifacts_option, json_option, quiet_option
+    from vae_export.scale.triton import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
 
     variant_option = click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
                                   help="Which graph variant to run (encoder.VARIANT.onnx, decoder.VARIANT.onnx).")
@@ -175,10 +176,10 @@ def register(main: click.Group) -> None:
     @variant_option
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("model_repository"),
                   show_default=True, help="The model repository folder.")
-    @click.option("--max-batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-    @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+    @click.option("--max-batch-size", type=click.IntRange(1, MAX_TRITON_BATCH), default=256, show_default=True)
+    @click.option("--instances", type=click.IntRange(1, MAX_INSTANCES), default=1, show_default=True,
                   help="Model instances per model (instance_group count).")
-    @click.option("--queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
+    @click.option("--queue-delay-us", type=click.IntRange(0, MAX_QUEUE_DELAY_US), default=100, show_default=True,
                   help="dynamic_batching max_queue_delay_microseconds.")
     @click.option("--kind", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
                   help="instance_group kind (KIND_CPU or KIND_GPU).")

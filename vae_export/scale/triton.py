@@ -23,6 +23,13 @@ from vae_export.artifacts import ensure_dir
 from vae_export.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
 
+# Bounds of the options, from the field types of Triton's ModelConfig schema (model_config.proto):
+# max_batch_size and instance_group.count are int32, max_queue_delay_microseconds is uint64. A
+# larger number writes a config Triton refuses to load. bound: moves to vae_export_runtime.limits
+MAX_TRITON_BATCH = 2**31 - 1  # what the schema holds; Triton allocates per batch, so real values are small
+MAX_INSTANCES = 1024  # model instances per model (each holds a session and its memory)
+MAX_QUEUE_DELAY_US = 3_600_000_000  # one hour: longer is a typo, not a batching window
+
 MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}
 # ONNX tensor element type (as onnxinfo names it) -> Triton data type
 _TRITON_TYPES = {"float": "TYPE_FP32", "float16": "TYPE_FP16", "double": "TYPE_FP64", "int64": "TYPE_INT64",
@@ -62,6 +69,15 @@ def model_config(name: str, signature: dict[str, Any], path: Path, max_batch_siz
     )
 
 
+def _check_writable(out: Path) -> None:
+    """Create and remove a staging folder in OUT before any graph is read: an OUT that exists
+    but cannot take new entries (/proc, a read-only mount) is one error, not a traceback."""
+    try:
+        shutil.rmtree(tempfile.mkdtemp(dir=out, prefix=".vae-export-probe."))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batch_size: int = 256,
                      instances: int = 1, queue_delay_us: int = 100, kind: str = "cpu") -> list[Path]:
     """Write the encoder and decoder models (and a semi-supervised model's classifier; every
@@ -71,7 +87,13 @@ def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batc
 
     if variant == "ort":
         raise UsageError("--variant ort: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant")
+    for name, value, low, high in (("--max-batch-size", max_batch_size, 1, MAX_TRITON_BATCH),
+                                   ("--instances", instances, 1, MAX_INSTANCES),
+                                   ("--queue-delay-us", queue_delay_us, 0, MAX_QUEUE_DELAY_US)):
+        if not low <= value <= high:  # the CLI's IntRange says the same; library callers skip it
+            raise UsageError(f"{name} {value}: expected {low} to {high} (Triton's ModelConfig schema)")
     ensure_dir(out, "--out")
+    _check_writable(out)
     written = []
     for role in ROLES:
         source = artifacts / graph_filename(role, variant)
