@@ -30,7 +30,7 @@ def test_numbers_the_schema_cannot_hold_are_refused_at_parse_time(tmp_path, runn
 
 
 def test_the_largest_accepted_values_make_configs_triton_parses(tmp_path, runner, exported_dir):
-    from vae_export.scale.triton import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
+    from vae_export.scale.limits import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
 
     assert MAX_TRITON_BATCH <= INT32_MAX and MAX_INSTANCES <= INT32_MAX and MAX_QUEUE_DELAY_US < 2**64
     out = tmp_path / "repo"

@@ -43,7 +43,7 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
 
 def register(main: click.Group) -> None:
     from vae_export.cli import _options, artifacts_option, json_option, quiet_option
-    from vae_export.scale.triton import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
+    from vae_export.scale.limits import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
 
     variant_option = click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
                                   help="Which graph variant to run (encoder.VARIANT.onnx, decoder.VARIANT.onnx).")

@@ -22,13 +22,7 @@ from typing import Any
 from vae_export.artifacts import ensure_dir
 from vae_export.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
-
-# Bounds of the options, from the field types of Triton's ModelConfig schema (model_config.proto):
-# max_batch_size and instance_group.count are int32, max_queue_delay_microseconds is uint64. A
-# larger number writes a config Triton refuses to load. bound: moves to vae_export_runtime.limits
-MAX_TRITON_BATCH = 2**31 - 1  # what the schema holds; Triton allocates per batch, so real values are small
-MAX_INSTANCES = 1024  # model instances per model (each holds a session and its memory)
-MAX_QUEUE_DELAY_US = 3_600_000_000  # one hour: longer is a typo, not a batching window
+from vae_export.scale.limits import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
 
 MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}
 # ONNX tensor element type (as onnxinfo names it) -> Triton data type
