@@ -204,7 +204,8 @@ def build_app(config: ServeConfig) -> Any:
     ).bind(config)
 
 
-def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, address: str | None = None) -> bool:
+def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, address: str | None = None,
+                 verbose: bool = False) -> bool:
     """Start Ray (or join `address`) and Serve, and deploy the app at /; True when Ray was
     started here (so `stop_server` shuts it down)."""
     from vae_export.contract import graph_filename
@@ -215,7 +216,7 @@ def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         if not (config.artifacts / graph_filename(role, config.variant)).is_file():
             raise UsageError(f"--artifacts {config.artifacts}: no {graph_filename(role, config.variant)}; "
                              f"run `vae-export export --artifacts {config.artifacts}` first")
-    owned = start_ray(address)
+    owned = start_ray(address, verbose)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     _wait_for_http(host, port)
