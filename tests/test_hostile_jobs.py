@@ -256,6 +256,19 @@ def test_npy_shapes_that_cannot_be_images_are_refused_before_any_work(tmp_path, 
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.parametrize("count, batch_size", [(10**8, 1), (10**8, 1024), (12, 5), (1, 65536), (2049, 1)])
+def test_the_ray_driver_holds_at_most_1024_spans_whatever_the_row_count(count, batch_size):
+    """The driver puts one small table per span in the object store (it was one per batch: 10^9
+    tables for -n 10^12); spans cover every row once, in order, each whole batches."""
+    from vae_export.scale.jobs import MAX_RAY_SPANS, _spans
+
+    spans = [(t.column("start")[0].as_py(), t.column("stop")[0].as_py()) for t in _spans(count, batch_size)]
+    assert 1 <= len(spans) <= MAX_RAY_SPANS == 1024
+    assert spans[0][0] == 0 and spans[-1][1] == count
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous, in order
+    assert all((stop - start) % batch_size == 0 for start, stop in spans[:-1])
+
+
 # ---- generate -o DIR: links, part-way failures, SIGTERM -------------------------------------------
 
 def test_generate_never_writes_through_a_link_planted_in_the_folder(tmp_path, runner, exported_dir):

@@ -225,8 +225,8 @@ def _decode_image(data: bytes, shape: tuple[int, ...]) -> np.ndarray | str:
     except Image.DecompressionBombError:  # raised by Image.open itself, past twice its limit
         return f"expected a {width}x{height} image, found one of more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on hostile bytes
-        # (OSError, SyntaxError, struct.error, DecompressionBombError past 2x its own limit...):
-        # every one of them is this row's error, never the job's.
+        # (OSError for truncated data, SyntaxError, struct.error, ValueError...): every one of
+        # them is this row's error, never the job's.
         return f"not a readable image ({type(exc).__name__}: {first_line(exc, '')})"
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     return pixels[None] if channels == 1 else np.transpose(pixels, (2, 0, 1))

@@ -3,7 +3,9 @@
 A job or server prints its own lines and, when it fails, one `Error:` line. Ray adds lines
 from three places, each muted here at its source:
 - its Python loggers ("ray", "ray.data", "ray.serve"; e.g. the token-authentication WARNING
-  of `ray.init`): their level, and ray.init's `logging_level`;
+  of `ray.init`): their level, and ray.init's `logging_level`; and its Python warnings (Ray
+  Data's UserWarning on an actor pool larger than its input), which the CLI would show after
+  a successful command: ignored when issued from a `ray` module;
 - the workers' stdout/stderr, which Ray forwards to the driver: `log_to_driver=False`; and
   the raylet's error messages (e.g. "(raylet) Task ServeController.graceful_shutdown failed"
   as Serve shuts down), which the driver prints to stdout whatever log_to_driver says: the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Any
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.serve")
@@ -39,6 +42,7 @@ def quiet_ray(verbose: bool) -> None:
     set_levels(verbose)
     if verbose:
         return
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")
     _mute_native_stderr()
     import ray._private.worker as ray_worker
 
