@@ -20,6 +20,7 @@ fails only the requests of that call, as a JSON 500.
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at run time
 # (a string annotation hides `request: Request` from it behind Serve's class wrapper).
+import inspect
 import io
 import json
 import math
@@ -303,9 +304,14 @@ def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
                              f"run `vae-export export --artifacts {config.artifacts}` first")
     owned = start_ray(address, verbose)
     # Serve's proxy bounds request bodies too (httpbody.BodyLimit); applied when this starts
-    # Serve's controller (an existing Serve keeps its proxy: the replica still bounds them).
-    env = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
-    serve.start(http_options={"host": host, "port": port}, controller_options={"runtime_env": {"env_vars": env}})
+    # Serve's controller, whose runtime env the proxy inherits. An existing Serve keeps its
+    # proxy, and a Ray without controller_options (before 2.5x) has none to pass: the replica
+    # still bounds them.
+    options: dict[str, Any] = {"http_options": {"host": host, "port": port}}
+    if "controller_options" in inspect.signature(serve.start).parameters:
+        env = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
+        options["controller_options"] = {"runtime_env": {"env_vars": env}}
+    serve.start(**options)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     _wait_for_http(host, port)
     return owned
