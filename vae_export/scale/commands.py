@@ -240,7 +240,8 @@ def _job(kind: str, input_path: Path | None, output: Path, column: str, artifact
         _refuse_conditional(kind, artifacts)
     from vae_export.artifacts import atomic_write_json, ensure_dir
     from vae_export.scale.inputs import open_source
-    from vae_export.scale.jobs import parquet_writer, png_writer, run_job
+    from vae_export.scale.jobs import run_job
+    from vae_export.scale.outputs import parquet_writer, png_writer
     from vae_export.scale.tasks import make_task
 
     source = open_source(input_path, column) if input_path is not None else None
