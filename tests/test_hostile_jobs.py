@@ -155,7 +155,8 @@ def test_an_eps_named_png_never_reaches_ghostscript(tmp_path, exported_dir, imag
     (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
     (bin_dir / "gs").chmod(0o755)
     (folder / "good.png").write_bytes(_png(images[0]))
-    (folder / "evil.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto showpage\n%%EOF\n")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 0 moveto showpage\n%%EOF\n"
+    (folder / "evil.png").write_bytes(eps)
     out = tmp_path / "o.parquet"
     proc = _process("encode", folder, "-o", out, "--artifacts", exported_dir,
                     env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})

@@ -11,46 +11,49 @@ from __future__ import annotations
 # Rows of one job (input rows, or `generate -n`): 10^8 is 23 h of 28x28 images at the local
 # engine's 12,200 images/s; 10^12 is a typo. The Ray engine's driver holds O(1) per job, not
 # per row (jobs.py), so this bounds time and output size, not the driver's memory.
-MAX_JOB_ROWS = 10**8
+MAX_JOB_ROWS = 10**8  # bound: moves to vae_export_runtime.limits
 # An encoded image file (PNG/JPEG) is read whole before decoding: larger ones are refused
 # unread (a sparse 16 GB file named .png). 64 MiB holds any image of 4096x4096 RGB, uncompressed.
-MAX_IMAGE_FILE_BYTES = 64 * 1024**2
+MAX_IMAGE_FILE_BYTES = 64 * 1024**2  # bound: moves to vae_export_runtime.limits
 # score: z draws per model call (rows x --samples); the eps draws and decodes of one call
 # are this many latents and images (65,536 x 784 float32 = 205 MB, the runtime's MAX_BATCH).
-MAX_SCORE_DRAWS_PER_CALL = 65536
+MAX_SCORE_DRAWS_PER_CALL = 65536  # bound: moves to vae_export_runtime.limits
 
 # ---- IDX files ----------------------------------------------------------------------------------
 # A .gz IDX file is decompressed into memory (each worker holds it): at most 1 GiB of pixels,
 # 1.37 million 28x28 images (MNIST is 70,000). A raw IDX file is memory-mapped, bounded by its
 # real size only.
-MAX_IDX_GZ_BYTES = 1 << 30
+MAX_IDX_GZ_BYTES = 1 << 30  # bound: moves to vae_export_runtime.limits
 # deflate cannot compress better than 1032:1 (zlib's technical details), so a header claiming
 # more than that many bytes per compressed byte cannot be telling the truth.
-DEFLATE_MAX_RATIO = 1032
+DEFLATE_MAX_RATIO = 1032  # bound: moves to vae_export_runtime.limits
 
 # ---- triton -------------------------------------------------------------------------------------
 # From the field types of Triton's ModelConfig schema (model_config.proto): max_batch_size and
 # instance_group.count are int32, max_queue_delay_microseconds is uint64. A larger number writes
 # a config Triton refuses to load.
-MAX_TRITON_BATCH = 2**31 - 1  # what the schema holds; real values are small, Triton allocates per batch
-MAX_INSTANCES = 1024  # model instances per model (each holds a session and its memory)
-MAX_QUEUE_DELAY_US = 3_600_000_000  # one hour: longer is a typo, not a batching window
+# max_batch_size: what the schema holds; real values are small (Triton allocates per batch)
+MAX_TRITON_BATCH = 2**31 - 1  # bound: moves to vae_export_runtime.limits
+# model instances per model (each holds a session and its memory)
+MAX_INSTANCES = 1024  # bound: moves to vae_export_runtime.limits
+# one hour: a longer queue delay is a typo, not a batching window
+MAX_QUEUE_DELAY_US = 3_600_000_000  # bound: moves to vae_export_runtime.limits
 
 # ---- serve --------------------------------------------------------------------------------------
 # Values (pixels x channels, or latent values) of one request's images, in or out: 2^20 is a
 # 1024x1024 greyscale image, or 1,337 28x28 ones (more than --max-rows' default 1,024). The
 # JSON answer of one request is then at most ~25 MB, a PNG grid at most ~5 MB.
-MAX_REQUEST_VALUES = 1 << 20
+MAX_REQUEST_VALUES = 1 << 20  # bound: moves to vae_export_runtime.limits
 # A request body: MAX_REQUEST_VALUES numbers at up to 32 bytes each ("-1.2345678901234567e-05, "
 # is 25), so every request the value bound allows fits; read in a stream, stopped at the cap.
-MAX_BODY_BYTES = 32 * MAX_REQUEST_VALUES
+MAX_BODY_BYTES = 32 * MAX_REQUEST_VALUES  # bound: moves to vae_export_runtime.limits
 # JSON nesting: a request is an object holding a 4-D array (depth 5); 32 leaves room and refuses
 # 100,000-deep bodies before the parser recurses.
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = 32  # bound: moves to vae_export_runtime.limits
 # Digits of a JSON integer: a float32 holds nothing longer meaningfully; Python refuses to
 # parse more than 4,300 with a ValueError that is not a JSON error.
-MAX_INT_DIGITS = 40
+MAX_INT_DIGITS = 40  # bound: moves to vae_export_runtime.limits
 # Requests merged into one model call, and rows of one request (--max-batch-size, --max-rows).
-MAX_SERVE_BATCH = 1024
-MAX_SERVE_ROWS = 65536  # the runtime's MAX_BATCH
-MAX_REPLICAS = 256
+MAX_SERVE_BATCH = 1024  # bound: moves to vae_export_runtime.limits
+MAX_SERVE_ROWS = 65536  # bound: moves to vae_export_runtime.limits; the runtime's MAX_BATCH
+MAX_REPLICAS = 256  # bound: moves to vae_export_runtime.limits

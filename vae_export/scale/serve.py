@@ -216,7 +216,8 @@ class VAEServer:
         if None not in image_shape:
             return z_shape[0] * math.prod(int(d) for d in image_shape)  # type: ignore[arg-type]
         stride = self.vae.decoder.stride or 1
-        return z_shape[0] * int(image_shape[0]) * math.prod(z_shape[2:]) * stride ** (len(z_shape) - 2)  # type: ignore[arg-type]
+        channels = int(image_shape[0])  # type: ignore[arg-type]
+        return z_shape[0] * channels * math.prod(z_shape[2:]) * stride ** (len(z_shape) - 2)
 
     # ---- routes ------------------------------------------------------------------------------
 
