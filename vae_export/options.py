@@ -16,13 +16,6 @@ EXPORTERS = ("dynamo", "torchscript")
 DATASETS = ("digits", "mnist", "fashion-mnist")
 ARCHS = ("mlp", "conv")
 Size = tuple[int, int]
-# Stated bounds on the toolkit's own options; the runtime's counts (batch, steps, samples,
-# seeds, values) are `vae_export_runtime.limits`, the same for the CLI, the runtime and the server.
-MAX_ITERATIONS = 1_000_000  # bench calls per row
-MAX_MIN_TIME_S = 600.0  # bench time budget per row
-MAX_THREADS = 256
-MAX_WIDTH = 65536  # --hidden-dim, --latent-dim
-MAX_LABELS = 1 << 24  # --labels (the dataset bounds it further)
 
 
 @dataclass(frozen=True, kw_only=True)

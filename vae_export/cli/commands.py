@@ -15,10 +15,9 @@ from vae_export.cli.options import (Finite, Sizes, arch_option, artifacts_option
                                     batch_sizes_option, conditional_option, dataset_options, device_option,
                                     json_option, model_options, progress, quiet_option, sizes_option, write_json)
 from vae_export.errors import UsageError
-from vae_export.options import (DEFAULT_OPSET, EXPORTERS, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_THREADS,
-                                MAX_WIDTH, AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions,
-                                TrainOptions, VerifyOptions)
-from vae_export_runtime.limits import MAX_BATCH, MAX_SEED
+from vae_export.limits import MAX_BATCH, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH
+from vae_export.options import (DEFAULT_OPSET, EXPORTERS, AgainstOptions, BenchOptions, ExportOptions, ModelSource,
+                                RunOptions, TrainOptions, VerifyOptions)
 from vae_export.variants import LISTED_VARIANTS, VARIANTS
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vae_export.options import ARCHS, DATASETS, TrainOptions
-from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS
+from vae_export.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS
 
 
 class Finite(click.FloatRange):
