@@ -82,7 +82,8 @@ def fixtures(tmp_path_factory) -> Path:
     own graph tests do; else a fresh temporary one."""
     make = _checkout_module("_make_fixtures", JS / "test" / "make_fixtures.py")
     given = os.environ.get("VAE_EXPORT_FIXTURES")
-    return make.make_fixtures(Path(given) if given else tmp_path_factory.mktemp("js-fixtures"))
+    # the sets the Python runtime's suite runs on (conftest.runtime_sets), plus variants/
+    return make.make_fixtures(Path(given) if given else tmp_path_factory.getbasetemp() / "runtime-artifacts")
 
 
 def python_runtime() -> Any:
