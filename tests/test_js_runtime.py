@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -439,3 +440,13 @@ def test_metadata_is_read_alike(dump, name):
     else:
         node = {k: result["value"].get(k) for k in python}
     assert node == python
+
+
+def test_the_package_s_own_suite_passes(js_package, fixtures):
+    """Node's own test runner on js/test (sampling vectors, codec, checks, tiling, graphs on the
+    exported sets), as `npm test` runs it."""
+    result = subprocess.run(["npm", "test", "--silent"], cwd=JS, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "VAE_EXPORT_FIXTURES": str(fixtures)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = dict(re.findall(r"^# (pass|fail|cancelled) (\d+)$", result.stdout, re.M))
+    assert int(counts["pass"]) >= 50 and counts["fail"] == "0" and counts["cancelled"] == "0", counts
