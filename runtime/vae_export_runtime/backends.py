@@ -3,6 +3,11 @@
 metadata, and `run`). ONNX Runtime is built in; other engines register an opener here, imported
 only when asked for (`engine=` of VAEDecoder and the rest), so this package keeps needing
 nothing beyond numpy and onnxruntime.
+
+Built in: ONNX Runtime (`onnxruntime`: .onnx and .ort) and ExecuTorch (`executorch`: .pte,
+`pte.py`, imported when a .pte is opened; needs `pip install executorch`). Without `engine=`,
+the file's suffix picks the engine (`engine_for`), so an app switches formats by switching
+paths.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vae_export_runtime.contract import PTE_SUFFIX
 from vae_export_runtime.errors import RuntimeInputError
 from vae_export_runtime.session import make_session, run_limited
 
 DEFAULT_ENGINE = "onnxruntime"
+EXECUTORCH_ENGINE = "executorch"
 
 
 class Backend(Protocol):
@@ -61,7 +68,9 @@ class OrtBackend:
 
 Opener = Callable[[Path, "Sequence[str] | None", "int | None"], Backend]
 # engine name -> "module:function" of an opener, imported on first use (their packages are optional)
-_OPENERS: dict[str, Opener | str] = {DEFAULT_ENGINE: OrtBackend}
+_OPENERS: dict[str, Opener | str] = {DEFAULT_ENGINE: OrtBackend, EXECUTORCH_ENGINE: "vae_export_runtime.pte:open_backend"}
+# A file suffix that names its engine; every other file is ONNX Runtime's (.onnx, .ort).
+_SUFFIX_ENGINES = {PTE_SUFFIX: EXECUTORCH_ENGINE}
 
 
 def register_engine(name: str, opener: Opener | str) -> None:
@@ -74,9 +83,17 @@ def engines() -> tuple[str, ...]:
     return tuple(_OPENERS)
 
 
-def open_backend(path: Path, engine: str = DEFAULT_ENGINE, providers: Sequence[str] | None = None,
+def engine_for(path: Path) -> str:
+    """The engine that runs a file of this kind: ExecuTorch for .pte, else ONNX Runtime."""
+    return _SUFFIX_ENGINES.get(Path(path).suffix.lower(), DEFAULT_ENGINE)
+
+
+def open_backend(path: Path, engine: str | None = None, providers: Sequence[str] | None = None,
                  threads: int | None = None) -> Backend:
-    """The graph at `path` opened on `engine` (RuntimeInputError for an unknown engine)."""
+    """The graph at `path` opened on `engine` (None: the one its suffix names, `engine_for`);
+    RuntimeInputError for an unknown engine."""
+    if engine is None:
+        engine = engine_for(path)
     if not isinstance(engine, str) or engine not in _OPENERS:
         raise RuntimeInputError(f"engine: expected one of {', '.join(_OPENERS)}, found {engine!r}")
     opener = _OPENERS[engine]

@@ -3,8 +3,9 @@
     from vae_export_runtime import VAEDecoder
     images = VAEDecoder("artifacts/decoder.onnx").sample(16, seed=0)  # (16, 1, 28, 28) in [0, 1]
 
-Works on every variant (fp32, int8, fp16, optimized, .ort), any latent shape (flat or
-spatial) and conditional graphs (docs/contract.md): the contract (inputs, latent shape, image
+Works on every variant (fp32, int8, fp16, optimized, .ort; and the ExecuTorch programs,
+decoder.pte and decoder.int8.pte, when `executorch` is installed: the path's suffix picks the
+engine, `backends.py`), any latent shape (flat or spatial) and conditional graphs (docs/contract.md): the contract (inputs, latent shape, image
 shape, symbolic sizes, their stride and default size, classes) is read from the graph's own
 signature and metadata (`codec.py`). A conditional graph takes its class as `labels=` (class
 indices) or `y=` (rows of class weights summing to 1, for mixes):
@@ -39,7 +40,7 @@ from vae_export_runtime.errors import RuntimeInputError
 from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
 from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
-from vae_export_runtime.backends import DEFAULT_ENGINE, Backend, open_backend
+from vae_export_runtime.backends import Backend, open_backend
 from vae_export_runtime.session import check_names, check_signature, metadata_shapes
 
 _LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
@@ -50,7 +51,7 @@ class _Graph:
 
     def __init__(
         self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None,
-        *, engine: str = DEFAULT_ENGINE,
+        *, engine: str | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise RuntimeInputError(f"path: expected a file path, found {type(path).__name__}")
@@ -336,7 +337,7 @@ class VAE:
         threads: int | None = None,
         classifier_path: str | os.PathLike[str] | None = None,
         *,
-        engine: str = DEFAULT_ENGINE,
+        engine: str | None = None,
     ) -> None:
         self.encoder = VAEEncoder(encoder_path, providers, threads, engine=engine)
         self.decoder = VAEDecoder(decoder_path, providers, threads, engine=engine)
@@ -352,9 +353,10 @@ class VAE:
 
     @classmethod
     def open(cls, artifacts: str | os.PathLike[str], variant: str = "fp32", providers: Sequence[str] | None = None,
-             threads: int | None = None, *, engine: str = DEFAULT_ENGINE) -> VAE:
+             threads: int | None = None, *, engine: str | None = None) -> VAE:
         """The model's graphs in an artifacts directory: encoder and decoder, and the classifier
-        when the model has one (a semi-supervised model's classifier.onnx)."""
+        when the model has one (a semi-supervised model's classifier.onnx). `variant` names the
+        files (`contract.graph_filename`): "executorch" opens encoder.pte and decoder.pte."""
         if not isinstance(artifacts, (str, os.PathLike)):
             raise RuntimeInputError(f"artifacts: expected a directory path, found {type(artifacts).__name__}")
         directory = Path(artifacts)
