@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -63,6 +64,15 @@ class ExportResult:
     manifest: Manifest
     seconds: float
     removed: list[Path] = field(default_factory=list)
+    # Variants that could not be built ("variant executorch: encoder: aten.erfinv.default does not
+    # lower (...)"): everything else was written, the manifest included. The caller decides
+    # what that means (`raise_if_failed`: exit 1, as the CLI does after listing the files).
+    failed: list[str] = field(default_factory=list)
+
+    def raise_if_failed(self) -> None:
+        if self.failed:
+            more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+            raise VAEExportError(f"{self.failed[0]}{more}; the other graphs and variants were exported")
 
 
 @contextlib.contextmanager
@@ -239,7 +249,20 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
                                          f"size {size[0]}x{size[1]} right after export")
 
 
-def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
+def artifact_entry(path: Path, graph: str, variant: str, lowered: Any = None, geometry: Geometry | None = None
+                   ) -> ArtifactEntry:
+    if lowered is not None:  # an ExecuTorch program: the contract's signature, its bounds and its facts
+        assert geometry is not None
+        spec, dims = geometry.spec(graph), geometry.dims()
+        sig = {key: [{"name": name, "dtype": "float",
+                      "shape": [d if d is not None else n for d, n in zip((None, *dims[name]),
+                                                                           symbolic_names(name, 1 + len(dims[name])))]}
+                     for name in names]
+               for key, names in (("inputs", spec.input_names), ("outputs", spec.output_names))}
+        return ArtifactEntry(file=path.name, graph=graph, variant=variant, sha256=sha256_file(path),
+                             bytes=path.stat().st_size, opset=None, inputs=sig["inputs"], outputs=sig["outputs"],
+                             bounds=lowered.bounds(), executorch={"planned_bytes": lowered.planned_bytes,
+                                                                  "undelegated_ops": list(lowered.undelegated_ops)})
     if path.suffix == ".onnx":
         model = load_onnx(path)  # every listed graph, variants included, passes the checker
         opset_version: int | None = opset(model)
@@ -254,7 +277,13 @@ def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
 def library_versions() -> dict[str, str]:
     import onnxruntime as ort
 
-    return {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+    versions = {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__}
+    if "executorch" in sys.modules:  # it lowered a variant of this export
+        from executorch.version import __version__ as et_version
+
+        versions["executorch"] = et_version
+    return versions
 
 
 def export_graph(
@@ -312,14 +341,19 @@ def export(
     the previous artifacts as they were and no temporary files behind."""
     import time
 
+    from vae_export.lowering import LoweringError
     from vae_export.variant_builders import build_variant
-    from vae_export.variants import LISTED_VARIANTS, VARIANTS
+    from vae_export.variants import LISTED_VARIANTS, VARIANTS, missing_package
 
     if exporter not in EXPORTERS:
         raise UsageError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UsageError(f"--variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)}")
+    missing = [reason for v in variants if (reason := missing_package(v))]
+    if missing:
+        raise UsageError(missing[0])
+    failed: list[str] = []
     started = time.perf_counter()
     try:
         staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".export-"))
@@ -334,9 +368,16 @@ def export(
             entries.append(artifact_entry(path, spec.role, FP32))
         for variant in variants:
             for spec in loaded.geometry.specs():
-                for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
-                    staged.append(path)
-                    entries.append(artifact_entry(path, spec.role, name))
+                try:
+                    built = build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration)
+                except LoweringError as exc:
+                    # This graph of this variant only (an op ExecuTorch cannot export or run):
+                    # the rest of the export goes on, and the caller exits non-zero.
+                    failed.append(f"variant {variant}: {spec.role}: {exc}")
+                    continue
+                for b in built:
+                    staged.append(b.path)
+                    entries.append(artifact_entry(b.path, spec.role, b.variant, b.lowered, loaded.geometry))
         manifest = build_manifest(loaded, entries, opset_version, exporter, artifacts_dir)
         stale = _stale_files(artifacts_dir, {p.name for p in staged}, LISTED_VARIANTS)
         # Everything, the manifest included, is written and checked in staging first: a
@@ -359,7 +400,7 @@ def export(
         with contextlib.suppress(OSError):  # already gone, or cannot be removed: not a failed export
             path.unlink()
             removed.append(path)
-    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed)
+    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed, failed)
 
 
 def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ...]) -> list[Path]:

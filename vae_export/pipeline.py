@@ -131,8 +131,7 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
 
     manifest = Manifest.read(artifacts)
     integrity = manifest.check_integrity(artifacts)  # integrity first: nothing runs on a changed file
-    for name in options.engines:
-        parity.check_engine(name, options.device)  # an unknown or missing engine fails before any loading
+    parity.engines_for(manifest, artifacts, options.engines, options.device)  # unknown or missing: before any loading
     loaded = load_for_manifest(artifacts, manifest, source)
     sizes = _check_sizes(loaded.geometry, options.sizes)
     images, images_source = reference_images(read_train_metrics(artifacts), loaded.image_shape)
@@ -210,6 +209,7 @@ class RunResult:
     seconds: float
 
     def raise_if_failed(self) -> None:
+        self.exported.raise_if_failed()
         self.verify.raise_if_failed()
 
 

@@ -86,7 +86,9 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
 @click.option("--exporter", type=click.Choice(EXPORTERS), default=ExportOptions.exporter, show_default=True,
               help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
-              help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
+              help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable); executorch and "
+                   "executorch-int8 write encoder.pte / decoder.pte and *.int8.pte (pip install "
+                   "'vae-export[executorch]').")
 @click.option("--dynamic-size", is_flag=True,
               help="Symbolic height and width (fully convolutional models; refused for a model that does not run "
                    "at a second size).")
@@ -119,6 +121,7 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     for path in result.removed:
         click.echo(f"removed {path.name} (from the previous export, not rebuilt by this one)")
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
+    result.raise_if_failed()  # a variant that did not lower: exit 1, the rest is in place
 
 
 # ---- verify -------------------------------------------------------------------------------------
@@ -132,7 +135,8 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
 @click.option("--rtol", type=Finite(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
 @click.option("--engine", "engines", multiple=True, metavar="NAME",
-              help="Check the graphs on this engine (repeatable; default onnxruntime): any registered engine that "
+              help="Check the graphs on this engine (repeatable; default: each file on the engine that runs it, "
+                   "onnxruntime for .onnx/.ort, executorch for .pte): any registered engine that "
                    "runs the exported graphs, e.g. openvino (pip install vae-export[peers]).")
 @json_option
 @quiet_option
@@ -146,10 +150,11 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     output and batch size, an element fails when
         |onnx - torch| > atol + rtol * |torch|
     and NaN or Inf in an output always fails. fp32 graphs pass on --atol/--rtol.
-    Reduced-precision variants (fp16, int8, int8-static) pass on decoder PSNR >= 30 dB
-    against the fp32 PyTorch output (>= 20 dB for the +-4 sigma z) and bounds on encoder mu
-    (fp16 atol 1e-2 rtol 1e-2; int8 and int8-static atol 0.25 rtol 0.05, atol 0.5 for the
-    all-zero and all-one images).
+    Reduced-precision variants (fp16, int8, int8-static, executorch-int8) pass on decoder
+    PSNR >= 30 dB against the fp32 PyTorch output (>= 20 dB for the +-4 sigma z) and bounds
+    on encoder mu (fp16 atol 1e-2 rtol 1e-2; int8, int8-static and executorch-int8 atol 0.25
+    rtol 0.05, atol 0.5 for the all-zero and all-one images). Each file runs on the engine
+    that runs it (ExecuTorch for .pte; at the sizes within its exported bounds).
     Inputs: real images (else uniform), all-zero and all-one images; z ~ N(0, I) and z at
     +-4 sigma. min_atol is the smallest atol that would have passed. Graphs exported with
     --dynamic-size are checked at every --sizes size (rows gain "size").
@@ -174,11 +179,11 @@ def _print_verify(report: Any) -> None:
         click.echo(f"INTEGRITY FAIL  {name}: sha256 does not match the manifest")
     if not report.checkpoint["matches_manifest"]:
         click.echo("note: the checkpoint differs from the one the graphs were exported from")
-    click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'batch':>5} {'input':<7} {'max_abs':>9} "
+    click.echo(f"{'graph':<8} {'variant':<15} {'output':<7} {'batch':>5} {'input':<7} {'max_abs':>9} "
                f"{'max_rel':>9} {'mean_abs':>9} {'min_atol':>9} {'psnr_db':>8}  result")
     for c in report.checks:
         psnr = "" if c.psnr_db is None else f"{c.psnr_db:.1f}"
-        click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {c.batch:>5} {c.input:<7} "
+        click.echo(f"{c.graph:<8} {c.variant:<15} {c.output:<7} {c.batch:>5} {c.input:<7} "
                    f"{fmt_number(c.max_abs):>9} {fmt_number(c.max_rel):>9} {fmt_number(c.mean_abs):>9} "
                    f"{fmt_number(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
     t = report.thresholds
@@ -314,13 +319,13 @@ def _print_bench(report: Any) -> None:
     env = report.env
     click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
                f"| torch {env['torch']} | device {env['device']}")
-    click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'size':>9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
+    click.echo(f"{'graph':<8} {'variant':<15} {'engine':<12} {'size':>9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
                f"{'p99 ms':>9} {'mean ms':>9} {'samples/s':>11} {'ms/Mpx':>8} {'speedup':>8} {'calls':>6}")
     for r in report.results:
         speed = "" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}x"
         size = f"{r.size[0]}x{r.size[1]}" if r.size else "-"
         per_mpx = r.megapixel_ms(env.get("image_shape"))
-        click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
+        click.echo(f"{r.graph:<8} {r.variant:<15} {r.engine:<12} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
                    f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} "
                    f"{per_mpx or 0:>8.3f} {speed:>8} {r.iterations:>6}")
 
