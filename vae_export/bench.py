@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,10 @@ def environment(threads: int, device: str) -> dict[str, Any]:
     }
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
+    if "executorch" in sys.modules:  # an ExecuTorch runner is (or was) open: its version times the .pte rows
+        from executorch.version import __version__ as et_version
+
+        env["executorch"] = et_version
     return env
 
 
@@ -178,8 +183,8 @@ def bench(
             if not targets:
                 continue
             runners: list[tuple[Runner, ArtifactEntry | None]] = [
-                (engine.open(Target(spec, entry.variant, artifacts / entry.file, shapes=shapes), o.device, o.threads),
-                 entry) for engine, entry in targets]
+                (engine.open(Target(spec, entry.variant, artifacts / entry.file, shapes=shapes, sha256=entry.sha256),
+                             o.device, o.threads), entry) for engine, entry in targets]
             if loaded is not None:
                 runners += [(engine.open(Target(spec, module=loaded.module(role)), o.device, o.threads), None)
                             for engine in model_engines]
@@ -219,7 +224,10 @@ def _sweep(role: str, spec: Any, g: Any, runners: list[tuple[Runner, ArtifactEnt
            progress: Progress, round_medians: Callable[..., list[float]]) -> list[BenchRow]:
     """The rows of one graph: every size and batch, every runner in the same rounds."""
     rows = []
+    all_runners = runners
     for size in o.sizes or g.default_sizes():
+        # A file with recorded bounds (a .pte) is timed at the sizes within them only.
+        runners = [(r, e) for r, e in all_runners if e is None or e.admits(g.input_shapes(spec, size))]
         for batch in o.batch_sizes:
             feeds = with_labels(spec.input_names, bench_input(role, batch, g.latent_at(size), g.image_at(size)),
                                 g.num_classes)

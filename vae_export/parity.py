@@ -1,5 +1,6 @@
-"""Parity of every graph and variant in the manifest against PyTorch, on any engine (ONNX
-Runtime by default; `verify --engine NAME` checks another graph engine with the same rules).
+"""Parity of every graph and variant in the manifest against PyTorch, on any engine (by
+default each file on the engine that runs it: ONNX Runtime for .onnx and .ort, ExecuTorch for
+.pte; `verify --engine NAME` checks the files another graph engine runs, with the same rules).
 
 Comparison semantics (the one place they are defined; `verify --help` repeats them; the
 arithmetic is `compare.py`'s):
@@ -15,12 +16,14 @@ arithmetic is `compare.py`'s):
   pass on atol/rtol; reduced-precision logits pass when every image PyTorch classifies with a
   margin of at least `ARGMAX_MARGIN` between its top two logits gets the same class (a
   near-tie may flip; that is the precision, not a broken graph).
-- Reduced-precision variants (`fp16`, `int8`, `int8-static`) pass on decoder PSNR >= 30 dB
+- Reduced-precision variants (`fp16`, `int8`, `int8-static`, `executorch-int8`) pass on decoder PSNR >= 30 dB
   (>= 20 dB on the +-4 sigma edge-case z, far outside the prior that static int8 calibrates
   its activation ranges on) and, for the encoder, on atol/rtol bounds on `mu` per variant
   (`REDUCED_MU`; `REDUCED_MU_EDGE` for the all-zero and all-one images); their
   `logvar` is reported but gated only on being finite, since quantisation error in a log
   variance says little about the decoded image.
+- Files with recorded `bounds` (ExecuTorch programs) are checked at the sizes within them; a
+  batch beyond the bound runs in calls within it (the engine splits it).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from vae_export.compare import compare, psnr_db
-from vae_export.engines import DEFAULT, GRAPH, Target
+from vae_export.engines import DEFAULT, GRAPH, Engine, Target, for_artifact
 from vae_export.engines import get as get_engine
 from vae_export.errors import UsageError
 from vae_export.families.base import LoadedModel
@@ -90,14 +93,15 @@ def verify(
     images_source: str = "uniform [0, 1]",
     progress: Progress = SILENT,
     sizes: tuple[tuple[int, int], ...] | None = None,
-    engine_names: tuple[str, ...] = (DEFAULT,),
+    engine_names: tuple[str, ...] = (),
 ) -> VerifyReport:
     """Run every check and return the report (docs/contract.md, `verify --json`): each listed
-    artifact on each of `engine_names` that runs it, against PyTorch on the same feeds.
+    artifact on each of `engine_names` that runs it (none named: on the engine that runs it,
+    `engines_for`), against PyTorch on the same feeds.
     `manifest` has been read and its `integrity` rows checked by the caller. A graph with a
     symbolic size is checked at each of `sizes` (default: `Geometry.default_sizes`), and its
     rows carry `size`."""
-    engines = [check_engine(name, device) for name in engine_names]
+    chosen = engines_for(manifest, artifacts, engine_names, device)
     g = loaded.geometry
     sizes = sizes or g.default_sizes()
     checks: list[CheckRow] = []
@@ -106,13 +110,16 @@ def verify(
         spec = recorded.spec(entry.graph)
         path = artifacts / entry.file
         shapes = expected_shapes(spec, recorded.latent_dims(), recorded.image_dims(), recorded.num_classes)
-        runners = [engine.open(Target(spec, entry.variant, path, shapes=shapes), device)
-                   for engine in engines if engine.accepts(entry.variant, path)]
+        runners = [engine.open(Target(spec, entry.variant, path, shapes=shapes, sha256=entry.sha256), device)
+                   for engine in chosen[entry.file]]
         if not runners:
             continue
         progress(f"verify {entry.file}" + "".join(f" ({r.engine})" for r in runners if r.engine != DEFAULT))
         module = loaded.module(spec.role)
         for size in sizes:
+            if not entry.admits(g.input_shapes(spec, size)):
+                progress(f"  {entry.file}: {size[0]}x{size[1]} is beyond its exported bounds; not checked there")
+                continue
             image_shape, latent_shape = g.image_at(size), g.latent_at(size)
             sized = None if images is None else fit_images(images, image_shape)
             cases = [(b, "random" if spec.role == "decoder" or sized is None else "images",
@@ -149,8 +156,30 @@ def verify(
         batch_sizes=list(batch_sizes),
         device=device,
         sizes=[list(z) for z in sizes] if g.dynamic_size else None,
-        engines=None if tuple(engine_names) == (DEFAULT,) else list(engine_names),
+        engines=None if tuple(engine_names) in ((), (DEFAULT,)) else list(engine_names),
     )
+
+
+def engines_for(manifest: Manifest, artifacts: Path, engine_names: tuple[str, ...], device: str
+                ) -> dict[str, list[Engine]]:
+    """Listed file -> the engines verify runs it on: those of `engine_names` that accept it,
+    or with none named the engine that runs its kind (`engines.for_artifact`), which must be
+    installed and run on `device` (UsageError naming the file otherwise). Called before
+    anything loads."""
+    if engine_names:
+        named = [check_engine(name, device) for name in engine_names]
+        return {e.file: [x for x in named if x.accepts(e.variant, artifacts / e.file)] for e in manifest.artifacts}
+    chosen: dict[str, list[Engine]] = {}
+    for entry in manifest.artifacts:
+        engine = for_artifact(entry.variant, artifacts / entry.file)
+        if engine is not None:
+            try:
+                engine.check(device)
+            except UsageError as exc:
+                raise UsageError(f"{entry.file}: {exc}; or pass --engine onnxruntime to check the ONNX graphs only") \
+                    from None
+        chosen[entry.file] = [engine] if engine is not None else []
+    return chosen
 
 
 def check_engine(name: str, device: str) -> Any:

@@ -2,7 +2,8 @@
 
 Built in: `onnxruntime` (every .onnx variant and .ort; CPU or CUDA), `torch` (PyTorch eager,
 the reference), `openvino` (native OpenVINO on the fp32 graph, a peer bench times when
-installed). Code outside the package adds an engine with `register(MyEngine())`, or with an
+installed), `executorch` (the .pte programs of the executorch variants, XNNPACK on CPU; a peer
+when installed). Code outside the package adds an engine with `register(MyEngine())`, or with an
 entry point in the group `vae_export.engines` naming an `Engine` subclass or instance:
 
     [project.entry-points."vae_export.engines"]
@@ -10,6 +11,8 @@ entry point in the group `vae_export.engines` naming an `Engine` subclass or ins
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from vae_export.engines.base import GRAPH, MODEL, Engine, Runner, Target
 from vae_export.errors import UsageError
@@ -21,11 +24,12 @@ REFERENCE = "torch"  # what every engine is verified against
 
 
 def _builtins() -> list[Engine]:
+    from vae_export.engines.executorch import ExecuTorchEngine
     from vae_export.engines.onnxruntime import OnnxRuntimeEngine
     from vae_export.engines.openvino import OpenVinoEngine
     from vae_export.engines.pytorch import TorchEngine
 
-    return [OnnxRuntimeEngine(), TorchEngine(), OpenVinoEngine()]
+    return [OnnxRuntimeEngine(), TorchEngine(), OpenVinoEngine(), ExecuTorchEngine()]
 
 
 _REGISTRY = Registry(Engine, ENTRY_POINT_GROUP, _builtins)
@@ -45,10 +49,17 @@ def get(name: str) -> Engine:
     raise UsageError(f"--engine {name!r}: expected one of {', '.join(e.name for e in engines())}")
 
 
+def for_artifact(variant: str, path: Path) -> Engine | None:
+    """The engine that runs an artifact when none is named: ONNX Runtime when it accepts it
+    (.onnx and .ort), else the first engine that does (ExecuTorch for .pte), installed or not."""
+    ordered = sorted(engines(), key=lambda e: e.name != DEFAULT)  # stable: registry order after the default
+    return next((e for e in ordered if e.kind == GRAPH and e.accepts(variant, path)), None)
+
+
 def peers() -> list[Engine]:
     """The peer engines installed here (bench times them beside ONNX Runtime on CPU)."""
     return [e for e in engines() if e.peer and e.missing() is None]
 
 
 __all__ = ["DEFAULT", "ENTRY_POINT_GROUP", "GRAPH", "MODEL", "REFERENCE", "Engine", "Runner", "Target", "engines",
-           "get", "peers", "register", "unregister"]
+           "for_artifact", "get", "peers", "register", "unregister"]

@@ -36,6 +36,7 @@ class Target:
     path: Path | None = None
     module: Any = None  # torch.nn.Module (model engines); Any so this module needs no torch
     shapes: Mapping[str, tuple[int | None, ...]] | None = None
+    sha256: str | None = None  # the manifest's, for engines whose loader checks the bytes (ExecuTorch)
 
 
 class Runner:
