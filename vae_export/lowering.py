@@ -157,6 +157,8 @@ def _quiet() -> Iterator[None]:
 # ---- lowering ---------------------------------------------------------------------------------
 
 _OP_NAME = re.compile(r"(aten[.:]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
+# Other namespaces, as EXIR names them ("Missing out variants: {'quantized_decomposed::dequantize_per_channel'}")
+_NAMESPACED_OP = re.compile(r"\b([a-z][a-z0-9_]*::[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)")
 
 
 def _op_from_exception(exc: BaseException) -> str | None:
@@ -164,7 +166,7 @@ def _op_from_exception(exc: BaseException) -> str | None:
     func = getattr(exc, "func", None)  # fake tensor's UnsupportedOperatorException / DynamicOutputShapeException
     if func is not None:
         return str(func)
-    match = _OP_NAME.search(str(exc))
+    match = _OP_NAME.search(str(exc)) or _NAMESPACED_OP.search(str(exc))
     return match.group(1).replace("::", ".") if match else None
 
 

@@ -370,7 +370,8 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def inspect(onnx_file: Path, json_path: Path | None) -> None:
-    """Show an .onnx file's signature, opset, metadata, size and op counts (.ort: signature and metadata).
+    """Show an .onnx file's signature, opset, metadata, size and op counts (.ort: signature and metadata;
+    .pte: signature, bounds and metadata, with pip install 'vae-export[executorch]').
 
     \b
     Example:
@@ -382,11 +383,15 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
     write_json(json_path, info)
     if info.get("format") == "ort":
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  ORT format")
+    elif info.get("format") == "pte":
+        click.echo(f"{info['file']}  {info['bytes']:,} bytes  ExecuTorch program (XNNPACK); bounds are the largest "
+                   "shapes it accepts")
     else:
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  opset {info['opset']}  ir {info['ir_version']}  {info['producer']}")
     for kind in ("inputs", "outputs"):
         for v in info[kind]:
-            click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+            bounds = f"  bounds [{', '.join(map(str, v['bounds']))}]" if "bounds" in v else ""
+            click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]{bounds}")
     for key, value in info["metadata"].items():
         click.echo(f"  meta   {key} = {value}")
     if "ops" in info:
