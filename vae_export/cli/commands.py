@@ -18,7 +18,7 @@ from vae_export.errors import UsageError
 from vae_export.limits import MAX_BATCH, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_SEED, MAX_THREADS, MAX_WIDTH
 from vae_export.options import (DEFAULT_OPSET, EXPORTERS, AgainstOptions, BenchOptions, ExportOptions, ModelSource,
                                 RunOptions, TrainOptions, VerifyOptions)
-from vae_export.variants import LISTED_VARIANTS, VARIANTS
+from vae_export.variants import LISTED_VARIANTS, PTE_VARIANTS, VARIANTS
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -405,8 +405,8 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
 @artifacts_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
               help="Directory for the static site.")
-@click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
-              help="Which decoder variant to ship.")
+@click.option("--variant", type=click.Choice([v for v in LISTED_VARIANTS if v not in PTE_VARIANTS]), default="fp32",
+              show_default=True, help="Which decoder variant to ship (ONNX: the page runs onnxruntime-web).")
 @click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An installed onnxruntime-web package (default: npm install it once into the cache).")
 @click.option("--size", type=Sizes(), metavar="HxW",
