@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +24,16 @@ import torch
 
 from vae_export import __version__
 from vae_export.artifacts import sha256_file
-from vae_export.compare import compare
+from vae_export.compare import CHECK_ATOL, CHECK_RTOL, compare
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.families.base import LoadedModel
-from vae_export.graphs import torch_outputs
+from vae_export.graphs import graph_metadata, torch_outputs
 from vae_export.inputs import with_labels
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, set_metadata, signature
 from vae_export.options import DEFAULT_OPSET, EXPORTERS
-from vae_export_runtime.codec import GraphMetadata
+from vae_export.variants import PTE_VARIANTS
+from vae_export.quiet import quiet_exporter
 from vae_export_runtime.contract import (BATCH_DIM, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, ROLES, Y_NAME, Geometry,
                                          GraphSpec, Shape, graph_filename, symbolic_names)
 from vae_export_runtime.session import make_session, run_limited
@@ -45,16 +42,10 @@ from vae_export_runtime.session import make_session, run_limited
 EXAMPLE_BATCH = 2
 # The check run uses batch sizes other than the example's, to prove the axis is dynamic.
 CHECK_BATCHES = (1, 3)
-# Right after export, ONNX Runtime against PyTorch on random inputs: a smoke check that the
-# graph is the model (a wrong graph is off by whole units), looser than verify's 1e-5/1e-4,
-# which runs later on real inputs and every variant.
-CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
+
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 RANGE_CONSTRAINTS_KEY = "pkg.torch.export.ExportedProgram.range_constraints"
 _RANGE = re.compile(r"([^,{}\s][^:{}]*): (VR\[[^\]]*\])")
-_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
-# copyreg: torch.export's pytree pickling raises a FutureWarning about its own LeafSpec there.
-_NOISY_WARNING_MODULES = (r"torch(\.|$)", r"onnxscript(\.|$)", r"onnx_ir(\.|$)", r"onnx(\.|$)", r"copyreg$")
 
 
 @dataclass
@@ -73,27 +64,6 @@ class ExportResult:
         if self.failed:
             more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
             raise VAEExportError(f"{self.failed[0]}{more}; the other graphs and variants were exported")
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Silence exporter chatter users cannot act on (progress prints, torchvision notices,
-    internal deprecation notices); errors still propagate."""
-    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            # Only warnings raised inside the exporter's own stack; a warning from the user's
-            # model code (its own module) still shows.
-            for module in _NOISY_WARNING_MODULES:
-                warnings.filterwarnings("ignore", module=module)
-            # Raised at our call site, so not caught above; the CLI says it in its own words.
-            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-            yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
 
 
 def _dynamic_dims(spec: GraphSpec, geometry: Geometry) -> tuple[Any, ...]:
@@ -209,19 +179,6 @@ def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
         raise VAEExportError(f"{spec.role}: graph contains random nodes {sorted(random)}; sampling must happen outside")
 
 
-def graph_metadata(spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> GraphMetadata:
-    """The contract's metadata of an fp32 graph (docs/contract.md, `vae_export_runtime.codec`):
-    shapes and classes from the model's geometry, the likelihood and extra keys from its family."""
-    g = loaded.geometry
-    return GraphMetadata(
-        role=spec.role, latent_shape=g.latent_dims(), image_shape=None if g.dynamic_size else g.image_shape,
-        likelihood=loaded.family.likelihood, variant=FP32, stride=g.stride if g.dynamic_size else None,
-        export_size=g.size if g.dynamic_size else None, num_classes=g.num_classes, class_names=loaded.class_names,
-        version=__version__, checkpoint_sha256=loaded.checkpoint_sha256, source=loaded.source,
-        opset=str(opset_version), exporter=exporter, extra=tuple(loaded.extra_metadata.items()),
-    )
-
-
 def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geometry: Geometry) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's, and for --dynamic-size at a second image size (compared with PyTorch when the
@@ -274,12 +231,13 @@ def artifact_entry(path: Path, graph: str, variant: str, lowered: Any = None, ge
                          bytes=path.stat().st_size, opset=opset_version, inputs=sig["inputs"], outputs=sig["outputs"])
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(executorch: bool = False) -> dict[str, str]:
+    """The versions that made the artifacts (ExecuTorch's when it lowered some of them)."""
     import onnxruntime as ort
 
     versions = {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                 "onnxruntime": ort.__version__}
-    if "executorch" in sys.modules:  # it lowered a variant of this export
+    if executorch:
         from executorch.version import __version__ as et_version
 
         versions["executorch"] = et_version
@@ -323,7 +281,7 @@ def build_manifest(loaded: LoadedModel, entries: list[ArtifactEntry], opset_vers
         checkpoint_sha256=loaded.checkpoint_sha256,
         opset=opset_version,
         exporter=exporter,
-        versions=library_versions(),
+        versions=library_versions(executorch=any(e.variant in PTE_VARIANTS for e in entries)),
         artifacts=tuple(entries),
     )
 

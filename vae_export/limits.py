@@ -10,6 +10,12 @@ from __future__ import annotations
 from vae_export_runtime.limits import (DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS,  # noqa: F401
                                        MAX_TEMPERATURE, MAX_TILE)
 
+# ---- ExecuTorch programs ------------------------------------------------------------------------
+# A .pte plans its buffers at its largest input when the app loads it: these defaults (a family
+# may ask for smaller ones) keep the MLP and conv reference programs within megabytes.
+PTE_MAX_BATCH = 64
+PTE_MAX_LATENT_SIDE = 64  # 256-pixel images at stride 4, 512 at stride 8
+
 # ---- command options ----------------------------------------------------------------------------
 MAX_ITERATIONS = 1_000_000  # bench calls per row
 MAX_MIN_TIME_S = 600.0  # bench time budget per row

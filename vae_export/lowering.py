@@ -48,29 +48,21 @@ import numpy as np
 import torch
 
 from vae_export.errors import VAEExportError, first_line
+from vae_export.families.base import PteBounds
+from vae_export.limits import PTE_MAX_BATCH as DEFAULT_MAX_BATCH
+from vae_export.limits import PTE_MAX_LATENT_SIDE as DEFAULT_MAX_LATENT_SIDE
 from vae_export_runtime.contract import EXECUTORCH_INT8, GraphSpec
 from vae_export_runtime.pte import DIMS_KEY, FORWARD, INPUT_NAMES_KEY, METADATA_METHOD, OUTPUT_NAMES_KEY, et_error
 
 if TYPE_CHECKING:
     from vae_export.families.base import LoadedModel
 
-DEFAULT_MAX_BATCH = 64
-DEFAULT_MAX_LATENT_SIDE = 64
 # `lower_program` refuses bounds whose planned arena exceeds this: a program that cannot be
 # loaded on a phone is worse than a clear error at export time.
 PLANNED_BYTES_LIMIT = 256 * 1024 * 1024
 EXAMPLE_BATCH = 2  # torch.export specialises a batch (or a side) of 1
 CALIBRATION_BATCH = 32  # as ONNX's int8-static reader
 INSTALL_HINT = "pip install 'vae-export[executorch]'"
-
-
-@dataclass(frozen=True)
-class PteBounds:
-    """The largest batch, and for --dynamic-size graphs the largest latent height and width,
-    that a .pte accepts (its buffers are planned at them)."""
-
-    max_batch: int = DEFAULT_MAX_BATCH
-    max_latent_side: int = DEFAULT_MAX_LATENT_SIDE
 
 
 class LoweringError(VAEExportError):
@@ -146,7 +138,7 @@ def _no_cpu_conv_backend_guards() -> Iterator[None]:
 def _quiet() -> Iterator[None]:
     """The chatter of torch.export, PT2E and EXIR (deprecation notices, 'Failed to load
     _C_mxfp8' of torchao's CUDA kernels) that a user cannot act on; errors still propagate."""
-    from vae_export.export import quiet_exporter
+    from vae_export.quiet import quiet_exporter
 
     with quiet_exporter(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"(executorch|torchao)(\.|$)")
@@ -418,7 +410,7 @@ def _check_runs(data: bytes, example_inputs: tuple[torch.Tensor, ...], ref_outpu
     """Load the program in this process's runtime and run the example once: a kernel missing
     at load time, a delegate that fails to build, or a wrong graph is an export-time error."""
     from vae_export.compare import compare
-    from vae_export.export import CHECK_ATOL, CHECK_RTOL
+    from vae_export.compare import CHECK_ATOL, CHECK_RTOL
     from vae_export_runtime.pte import load_program
 
     program = load_program(data, "the lowered program")
@@ -472,10 +464,10 @@ def calibration_batches(loaded: LoadedModel, spec: GraphSpec, images: np.ndarray
 
 def graph_props(loaded: LoadedModel, spec: GraphSpec, variant: str) -> dict[str, str]:
     """The graph's `vae_export.*` metadata, through the codec: what the .onnx carries
-    (`export.graph_metadata`), for this variant and exporter, without an opset."""
+    (`graphs.graph_metadata`), for this variant and exporter, without an opset."""
     from executorch.version import __version__ as et_version
 
-    from vae_export.export import graph_metadata
+    from vae_export.graphs import graph_metadata
 
     meta = graph_metadata(spec, loaded, 0, "executorch")
     return replace(meta, variant=variant, opset="", exporter=f"executorch {et_version}").to_props()
@@ -494,5 +486,5 @@ def lower_graph(loaded: LoadedModel, spec: GraphSpec, variant: str, images: np.n
         calibration=calibration_batches(loaded, spec, images) if quantize else None)
 
 
-__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_LATENT_SIDE", "INSTALL_HINT", "PLANNED_BYTES_LIMIT", "Lowered",
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_LATENT_SIDE", "INSTALL_HINT", "PLANNED_BYTES_LIMIT", "Lowered", "PteBounds",
            "LoweringError", "PteBounds", "dynamic_shapes", "lower_graph", "lower_program"]

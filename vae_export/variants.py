@@ -80,6 +80,9 @@ LISTED_VARIANTS = tuple(REGISTRY)
 REDUCED = tuple(v.name for v in REGISTRY.values() if v.reduced)
 # The variants whose files are ExecuTorch programs (.pte), not ONNX Runtime's.
 PTE_VARIANTS = tuple(v.name for v in REGISTRY.values() if v.format == "pte")
+# The variants whose files are ONNX graphs (.onnx): what Triton's ONNX Runtime backend and the
+# web page load.
+ONNX_VARIANTS = tuple(v.name for v in REGISTRY.values() if v.format == "onnx")
 
 
 def needs_calibration(variants: tuple[str, ...]) -> bool:

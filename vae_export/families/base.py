@@ -15,8 +15,17 @@ from typing import Any
 from torch import nn
 
 from vae_export.errors import VAEExportError
-from vae_export.lowering import PteBounds
+from vae_export.limits import PTE_MAX_BATCH, PTE_MAX_LATENT_SIDE
 from vae_export_runtime.contract import Geometry
+
+
+@dataclass(frozen=True)
+class PteBounds:
+    """The largest batch, and for --dynamic-size graphs the largest latent height and width,
+    that a family's ExecuTorch programs accept (their buffers are planned at them)."""
+
+    max_batch: int = PTE_MAX_BATCH
+    max_latent_side: int = PTE_MAX_LATENT_SIDE
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,8 @@ from torch import nn
 
 from vae_export.artifacts import sha256_file
 from vae_export.errors import UsageError, VAEExportError, first_line
-from vae_export.families.base import Family, LoadedModel, LoadRequest
+from vae_export.families.base import Family, LoadedModel, LoadRequest, PteBounds
 from vae_export.graphs import split
-from vae_export.lowering import PteBounds
 from vae_export.tensors import check_finite, check_keys, read_state_dict
 
 PREFIX = "diffusers:"

@@ -23,6 +23,7 @@ from vae_export.artifacts import ensure_dir
 from vae_export_runtime.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
 from vae_export.limits import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
+from vae_export.variants import ONNX_VARIANTS
 
 MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}
 # ONNX tensor element type (as onnxinfo names it) -> Triton data type
@@ -79,8 +80,9 @@ def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batc
     so an interrupted run leaves the previous model folder (or none), never half of one."""
     from vae_export.onnxinfo import load_onnx, signature
 
-    if variant == "ort":
-        raise UsageError("--variant ort: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant")
+    if variant not in ONNX_VARIANTS:
+        raise UsageError(f"--variant {variant}: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant "
+                         f"({', '.join(ONNX_VARIANTS)})")
     for name, value, low, high in (("--max-batch-size", max_batch_size, 1, MAX_TRITON_BATCH),
                                    ("--instances", instances, 1, MAX_INSTANCES),
                                    ("--queue-delay-us", queue_delay_us, 0, MAX_QUEUE_DELAY_US)):
