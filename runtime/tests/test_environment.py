@@ -7,7 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("codec", "checks", "contract", "errors", "graphs", "limits", "sampling", "session", "tiling")
+MODULES = ("codec", "checks", "contract", "errors", "graphs", "limits", "sampling", "session", "tiling", "backends",
+           "budget", "cpu", "memory", "recommend", "ort_openvino", "openvino_backend")
 
 
 def test_imports_only_the_standard_library_numpy_and_onnxruntime():
