@@ -51,7 +51,7 @@ def test_the_planner_measures_the_tile_it_picks_and_fits_a_quadratic_need():
     the planner's chosen tile is one it measured, and it fits the budget."""
     def decode(z: np.ndarray) -> np.ndarray:
         p = z.shape[0] * z.shape[2] * z.shape[3] * 64 / 1e6  # megapixels at stride 8
-        _touch(int(2 + 40 * p + 60 * p * p))
+        _touch(int(2 + 40 * p + 300 * p * p))
         return np.zeros((z.shape[0], 3, z.shape[2] * 8, z.shape[3] * 8), np.float32)
 
     planner = budget.Planner(decode, 4, 8, 3)
@@ -71,7 +71,6 @@ def test_decode_under_a_budget_tiles_and_refuses_below_its_least(root):
     z = np.random.default_rng(0).standard_normal((1, 4, 96, 96)).astype(np.float32)
     with pytest.raises(RuntimeInputError, match=r"max_memory_mb: 1 MiB is below what this decode needs: at least \d+"):
         decoder.decode(z, max_memory_mb=1)
-    assert decoder.session.get_session_options().enable_cpu_mem_arena is False  # reopened without the arena
     planner = decoder._planner
     planner.probe(1, 96, 96)  # the whole latent's need, measured (its attention scores alone: 324 MiB a copy)
     rss = memory.rss_mib() or 0.0

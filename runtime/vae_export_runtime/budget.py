@@ -14,10 +14,20 @@ need(P) = a + b P + c P^2 (P: output pixels of the tile x batch; a, b, c >= 0) t
 (PROBE_CELLS first), picks the largest tile whose predicted peak fits M, and probes that tile
 if it has not yet; it repeats until the tile it picks is one it has measured. The chosen tile's
 need is its own measurement (plus MEASURED_SLACK); only the choice of what to probe next is
-extrapolated. Probes are kept per decoder, so a second decode with the same batch costs none.
+extrapolated. Each probe runs twice: an engine that keeps memory between calls (ONNX Runtime's
+arena) grows on the first call and holds it, so the RSS afterwards includes it and the need is
+the second call's growth; an engine that frees everything grows the same on both. The fit that
+picks the next probe uses first calls, since probing a size commits what the arena keeps. Probes are kept per decoder, so a second decode with the same batch costs none.
 The whole latent (no tiling) is a candidate like any tile, probed the same way: a budget that
 allows it costs one extra untiled decode the first time. When the smallest tile (MIN_TILE
 cells) does not fit, the decode is refused with the smallest budget that would do.
+
+The session's own settings are kept. ONNX Runtime's memory arena and memory pattern were
+measured against running without them (`session.session_options(low_memory=True)`) on the
+SD-sized decoder: without them a 32-cell tile's call took RSS 506 MiB above the loaded session,
+with them the arena held about 250 MiB in all (benchmarks/RESULTS.md), since glibc's per-thread
+heaps fragment under the decoder's large, short-lived buffers where the arena reuses its blocks.
+Probes run in increasing size, so an arena grows as the decode will make it grow.
 
 Linux only (the peak reset); elsewhere the budget is refused with the reason.
 """
@@ -33,7 +43,7 @@ import numpy as np
 from vae_export_runtime import memory
 from vae_export_runtime.errors import RuntimeInputError
 
-PROBE_CELLS = (8, 16, 24)  # latent cells per side of the first probe tiles
+PROBE_CELLS = (8, 16)  # latent cells per side of the first probe tiles (an arena keeps what they grow)
 MIN_TILE = 8  # the smallest tile planned; multiples of 4 tile evenly with the default overlap
 MEASURED_SLACK = 1.05  # run-to-run variation of a measured tile's need
 SAFETY = 1.25  # on a fitted (extrapolated) need, when choosing what to probe next
@@ -71,26 +81,34 @@ class Planner:
     latent_channels: int
     stride: int
     out_channels: int
-    probes: dict[tuple[int, int, int], float] = field(default_factory=dict)  # (batch, h, w) -> need MiB
+    # (batch, h, w) -> (growth of the first call at that size, growth of a second one), MiB
+    probes: dict[tuple[int, int, int], tuple[float, float]] = field(default_factory=dict)
     warmed: set[int] = field(default_factory=set)
 
     def probe(self, batch: int, h: int, w: int) -> float:
+        """Measure two calls on zeros of this latent size. The first call's growth includes
+        what the engine keeps (an arena grows to the size and holds it: afterwards it is in the
+        RSS); the second's is what every further call of that size adds above the RSS, which
+        is the decode's regime (tile after tile of one size)."""
         key = (batch, h, w)
         if key not in self.probes:
             if batch not in self.warmed:  # one-time allocations (thread pools, kernels) do not count
                 self.decode(np.zeros((batch, self.latent_channels, MIN_TILE, MIN_TILE), np.float32))
                 self.warmed.add(batch)
             z = np.zeros((batch, self.latent_channels, h, w), np.float32)
-            _, peak = memory.measure(lambda: self.decode(z))
-            assert peak is not None  # plan() checked memory.supported()
-            self.probes[key] = peak.growth_mib
-        return self.probes[key]
+            _, first = memory.measure(lambda: self.decode(z))
+            _, again = memory.measure(lambda: self.decode(z))
+            assert first is not None and again is not None  # plan() checked memory.supported()
+            self.probes[key] = (first.growth_mib, again.growth_mib)
+        return self.probes[key][1]
 
     def need(self, batch: int, h: int, w: int) -> float:
-        """The working memory of a call on a (h, w) latent: measured, else the fit's (with SAFETY)."""
+        """What a call on a (h, w) latent adds above the RSS: measured (a second call), else
+        the fit of the first calls (which include what an arena keeps: probing that size would
+        add it for good), with SAFETY."""
         if (batch, h, w) in self.probes:
-            return self.probes[(batch, h, w)] * MEASURED_SLACK
-        points = [(b * hh * ww * self.stride ** 2, g) for (b, hh, ww), g in self.probes.items() if b == batch]
+            return self.probes[(batch, h, w)][1] * MEASURED_SLACK
+        points = [(b * hh * ww * self.stride ** 2, g[0]) for (b, hh, ww), g in self.probes.items() if b == batch]
         p = np.array([x for x, _ in points], np.float64) / 1e6
         g = np.array([y for _, y in points], np.float64)
         design = np.stack([np.ones_like(p), p, p * p], 1)[:, :max(1, min(3, len(p)))]
@@ -114,6 +132,7 @@ class Planner:
         # candidates, largest first: the whole latent, then square tiles down to MIN_TILE
         tiles: list[int | None] = [None] + [t for t in range(4 * math.ceil(max(h, w) / 4) - 4, MIN_TILE - 1, -4)]
         for _ in range(MAX_PROBES):
+            memory.trim()  # freed heap goes back now; what an engine keeps (an arena) stays in the RSS
             rss = memory.rss_mib() or 0.0
             fits = [t for t in tiles if self.peak(rss, batch, h, w, t) <= budget_mib]
             if not fits:
@@ -126,7 +145,7 @@ class Planner:
             tile = fits[0]
             th, tw = (h, w) if tile is None else (min(tile, h), min(tile, w))
             if (batch, th, tw) in self.probes:
-                return Plan(tile, self.peak(rss, batch, h, w, tile), rss, self.probes[(batch, th, tw)])
+                return Plan(tile, self.peak(rss, batch, h, w, tile), rss, self.probes[(batch, th, tw)][1])
             self.probe(batch, th, tw)
         # still choosing after MAX_PROBES: the largest measured tile that fits
         measured = [t for t in tiles if (batch, *((h, w) if t is None else (min(t, h), min(t, w)))) in self.probes]
@@ -134,5 +153,5 @@ class Planner:
         for tile in measured:
             if self.peak(rss, batch, h, w, tile) <= budget_mib:
                 th, tw = (h, w) if tile is None else (min(tile, h), min(tile, w))
-                return Plan(tile, self.peak(rss, batch, h, w, tile), rss, self.probes[(batch, th, tw)])
+                return Plan(tile, self.peak(rss, batch, h, w, tile), rss, self.probes[(batch, th, tw)][1])
         raise RuntimeInputError(f"max_memory_mb: {budget_mib:g} MiB: no measured tile fits")

@@ -39,7 +39,7 @@ from vae_export_runtime.errors import RuntimeInputError
 from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
 from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
-from vae_export_runtime.backends import DEFAULT_ENGINE, Backend, OrtBackend, open_backend
+from vae_export_runtime.backends import DEFAULT_ENGINE, Backend, open_backend
 from vae_export_runtime.session import check_names, check_signature, metadata_shapes
 
 _LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
@@ -231,9 +231,10 @@ class VAEDecoder(_Graph):
 
         `max_memory_mb`: the process's peak resident memory (MiB) this decode may reach; the
         tile size is chosen to stay under it (`budget.py`: a measured model of the graph's
-        memory per tile pixel), or the call is refused with the smallest budget that would do.
-        An ONNX Runtime session is first reopened without its memory arena and pattern (once;
-        they keep peak-sized blocks). `last_plan` then holds the tile and the predicted peak."""
+        memory per tile, the chosen tile measured), or the call is refused with the smallest
+        budget that would do. The session keeps its settings: on the SD-sized decoder ONNX
+        Runtime's arena and memory pattern need less than running without them (budget.py).
+        `last_plan` then holds the tile and the predicted peak."""
         z = self._check(z, "z")
         rows = condition(y, labels, self.num_classes, len(z))
         if max_memory_mb is not None:
@@ -263,11 +264,6 @@ class VAEDecoder(_Graph):
         self._check_tiling("max_memory_mb")
         if overlap != DEFAULT_OVERLAP:
             raise RuntimeInputError("max_memory_mb: plans tiles with the default overlap; pass tile= for another")
-        if isinstance(self.backend, OrtBackend) and not self.backend.low_memory:
-            engine, reason = self.backend.engine, self.engine_reason
-            del self.backend  # the arena's blocks go before the new session's come
-            self.backend = OrtBackend(self.path, self._providers, self._threads, engine, low_memory=True)
-            self.backend.engine_reason = reason  # type: ignore[attr-defined]
         run = lambda part: self._run(part, None if rows is None else rows[:len(part)])[0]  # noqa: E731
         planner = self.__dict__.get("_planner")  # its probes are kept: a second decode costs none
         if planner is None:

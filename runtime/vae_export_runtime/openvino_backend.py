@@ -32,10 +32,17 @@ class _Value:
     shape: list[int | None]
 
 
+CONTRACT_NAMES = ("x", "z", "y", "x_hat", "mu", "logvar", "logits")
+
+
 def _value(port: Any) -> _Value:
+    """A port as a NodeArg; of its tensor names (a port may have several: the last node's
+    output and the graph's), the contract's name when it has one."""
     shape = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
     kind = port.get_element_type().get_type_name()
-    return _Value(port.get_any_name(), _TYPES.get(kind, f"tensor({kind})"), shape)
+    names = port.get_names()
+    name = next((n for n in CONTRACT_NAMES if n in names), port.get_any_name())
+    return _Value(name, _TYPES.get(kind, f"tensor({kind})"), shape)
 
 
 class OpenVinoBackend:
@@ -87,7 +94,7 @@ class OpenVinoBackend:
             result = self._request(feeds).infer(dict(feeds))
         except Exception as exc:
             raise VAEExportError(f"{self.path}: OpenVINO failed to run it ({first_line(exc)})") from None
-        by_name = {port.get_any_name(): value for port, value in result.items()}
+        by_name = {name: value for port, value in result.items() for name in port.get_names()}
         return [np.array(by_name[name]) for name in output_names]
 
 
