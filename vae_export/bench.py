@@ -360,16 +360,25 @@ def _arrays(out: Any, count: int) -> list[np.ndarray]:
     return arrays
 
 
+# The in-run check's fp32 tolerance: 10x verify's. It runs at every benchmarked size, where
+# float32 rounding accumulated over a large decode (SD-sized at 512x512: PSNR 108-115 dB against
+# PyTorch, max abs a few 1e-5) exceeds verify's 1e-5, which verify applies at its smaller sizes.
+# It is there to catch a wrong engine (a wrong result is off by far more), not to certify
+# precision: that is verify's record. Reduced precisions get verify's own rules (PSNR, mu bounds).
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
+
+
 def _check(run: Opened, role: str, spec: Any, outputs: list[np.ndarray],
            reference: list[np.ndarray] | None) -> dict[str, Any]:
-    """The row's in-run check against PyTorch eager fp32 on the same feeds (verify's rules)."""
-    from vae_export.parity import FP32_ATOL, FP32_RTOL, _check_row
+    """The row's in-run check against PyTorch eager fp32 on the same feeds (verify's rules,
+    CHECK_ATOL/CHECK_RTOL for fp32)."""
+    from vae_export.parity import _check_row
 
     if reference is None:
         return {"psnr_db": None, "check_passed": None}
     if run.is_reference:
         return {"psnr_db": None, "check_passed": True}
-    rows = [_check_row(run.variant, role, run.file or "", name, len(a), "random", a, e, FP32_ATOL, FP32_RTOL, None,
+    rows = [_check_row(run.variant, role, run.file or "", name, len(a), "random", a, e, CHECK_ATOL, CHECK_RTOL, None,
                        None, run.choice.precision)
             for name, a, e in zip(spec.output_names, outputs, reference)]
     psnr = next((r.psnr_db for r in rows if r.psnr_db is not None), None)

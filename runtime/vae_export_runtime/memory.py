@@ -93,7 +93,7 @@ class Peak:
 
     @property
     def retained_mib(self) -> float:
-        """What the call left allocated (arenas, caches, outputs)."""
+        """What the call left allocated (arenas, caches, outputs), freed heap returned first."""
         return self.after_mib - self.before_mib
 
 
@@ -104,7 +104,9 @@ def measure(call: Callable[[], T]) -> tuple[T, Peak | None]:
         return call(), None
     before = rss_mib()
     result = call()
-    peak, after = peak_mib(), rss_mib()
+    peak = peak_mib()
+    trim()  # what the call freed is not what it retained (a parsed model's freed heap, say)
+    after = rss_mib()
     if before is None or peak is None or after is None:
         return result, None
     return result, Peak(before, max(peak, before), after)
