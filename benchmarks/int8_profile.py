@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conv_profile import ort_profile  # noqa: E402
+from conv_profile import ort_profile
 
 
 def main() -> None:

@@ -44,17 +44,14 @@ from vae_export.engines import get as get_engine
 from vae_export.errors import UsageError
 from vae_export.families.base import LoadedModel
 from vae_export.inputs import bench_input, with_labels
-from vae_export.manifest import ArtifactEntry, Manifest
+from vae_export.manifest import Manifest
 from vae_export.options import BenchOptions
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, BenchRow, GateResult, Regression
 from vae_export_runtime import memory
 from vae_export_runtime.contract import FP32, graph_filename
-from vae_export_runtime.cpu import cpu_flags
+from vae_export_runtime.cpu import cpu_flags, cpu_model
 from vae_export_runtime.session import expected_shapes
-
-
-from vae_export_runtime.cpu import cpu_model  # noqa: E402  (re-exported: bench.cpu_model)
 
 
 def environment(threads: int, device: str) -> dict[str, Any]:

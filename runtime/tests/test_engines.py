@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -264,7 +264,7 @@ class VAEDecoder(_Graph):
         self._check_tiling("max_memory_mb")
         if overlap != DEFAULT_OVERLAP:
             raise RuntimeInputError("max_memory_mb: plans tiles with the default overlap; pass tile= for another")
-        run = lambda part: self._run(part, None if rows is None else rows[:len(part)])[0]  # noqa: E731
+        run = lambda part: self._run(part, None if rows is None else rows[:len(part)])[0]
         planner = self.__dict__.get("_planner")  # its probes are kept: a second decode costs none
         if planner is None:
             planner = budget.Planner(run, int(z.shape[1]), self.stride, int(self.image_shape[0]))  # type: ignore[arg-type]
