@@ -15,7 +15,8 @@ at most MAX_BYTES, every field's type and bound checked, one RuntimeInputError n
 and the field otherwise.
 
 `engine="auto"` (see `choose`): among the rows of the opened graph, the candidates for that
-very file that the runtime can open (no PyTorch) at float32 arithmetic ("auto:any" also takes
+very file that the runtime can open here (no PyTorch; an engine whose package is not installed
+in this environment is passed over for the next) at float32 arithmetic ("auto:any" also takes
 reduced precisions such as bf16); the one first in the most rows wins (ties: the one that
 wins the largest workload). No manifest, no recommendation or no candidate: ONNX Runtime's CPU
 provider. A recommendation recorded on another CPU (its fingerprint differs) is not used: ONNX
@@ -182,6 +183,20 @@ def read_beside(graph: Path) -> Recommendation | None:
     return Recommendation.from_json(data["recommendation"], str(path))
 
 
+def _installed(engine: str) -> bool:
+    """Whether the runtime can open `engine` in this environment (its package is there; the
+    OpenVINO plugin also offers a device)."""
+    import importlib.util
+
+    if engine == "openvino":
+        return importlib.util.find_spec("openvino") is not None
+    if engine == "onnxruntime-openvino":
+        from vae_export_runtime.ort_openvino import unavailable
+
+        return unavailable() is None
+    return True
+
+
 @dataclass(frozen=True)
 class Choice:
     engine: str
@@ -206,7 +221,8 @@ def choose(graph: Path, role: str, any_precision: bool = False) -> Choice:
         if row.graph != role:
             continue
         for c in row.ranking:
-            if c.file == graph.name and c.engine in RUNTIME_ENGINES and (any_precision or c.precision == "fp32"):
+            if c.file == graph.name and c.engine in RUNTIME_ENGINES and (any_precision or c.precision == "fp32") \
+                    and _installed(c.engine):
                 wins.setdefault((c.engine, c.precision), []).append(row.workload())
                 break
     if not wins:
