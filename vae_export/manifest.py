@@ -264,6 +264,9 @@ class Manifest:
     artifacts: tuple[ArtifactEntry, ...]
     parity: dict[str, Any] | None = None
     bench: dict[str, Any] | None = None
+    # `bench --recommend`: the fastest verified engine per graph, size and batch on the machine
+    # that measured it (vae_export_runtime.recommend owns and validates the format)
+    recommendation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys a newer version added: kept as they are
 
     # ---- reading ------------------------------------------------------------------------
@@ -302,7 +305,16 @@ class Manifest:
             f.fail("artifacts", "each file listed once", sorted({n for n in names if names.count(n) > 1}))
         versions = f.get("versions", dict, "a JSON object of strings")
         known = {"format", "vae_export_version", "model", "checkpoint", "opset", "exporter", "versions",
-                 "artifacts", "parity", "bench"}
+                 "artifacts", "parity", "bench", "recommendation"}
+        recommendation = f.get("recommendation", dict, "a JSON object", optional=True)
+        if recommendation is not None:
+            from vae_export_runtime.recommend import Recommendation
+            from vae_export_runtime.errors import RuntimeInputError
+
+            try:
+                Recommendation.from_json(recommendation, str(path))
+            except RuntimeInputError as exc:
+                raise VAEExportError(str(exc)) from None
         return cls(
             vae_export_version=f.text("vae_export_version", limit=64),
             model=ModelInfo.from_json(model),
@@ -314,6 +326,7 @@ class Manifest:
             artifacts=artifacts,
             parity=f.get("parity", dict, "a JSON object", optional=True),
             bench=f.get("bench", dict, "a JSON object", optional=True),
+            recommendation=recommendation,
             extra={k: v for k, v in f.data.items() if k not in known},
         )
 
@@ -331,7 +344,7 @@ class Manifest:
             "artifacts": [e.to_json() for e in self.artifacts],
             **self.extra,
         }
-        for key in ("parity", "bench"):
+        for key in ("parity", "bench", "recommendation"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data
@@ -340,7 +353,7 @@ class Manifest:
         atomic_write_json(artifacts / MANIFEST_NAME, self.to_json())
 
     def with_summary(self, key: str, summary: dict[str, Any]) -> Manifest:
-        """A copy with a later command's summary (`parity` or `bench`)."""
+        """A copy with a later command's summary (`parity`, `bench` or `recommendation`)."""
         return replace(self, **{key: summary})
 
     # ---- what readers ask of it ---------------------------------------------------------

@@ -92,6 +92,7 @@ class BenchOptions:
     baseline: Path | None = None  # a previous report: the regression gate
     max_regression: float = 1.5
     rounds: int = 5  # alternating rounds per row
+    recommend: bool = False  # record the recommendation in manifest.json (bench --recommend)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -138,10 +138,24 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     report = parity.verify(artifacts, manifest, integrity, loaded, options.batch_sizes, options.atol, options.rtol,
                            options.device, images, images_source, progress, sizes, options.engines)
     if report.passed:  # a failed check leaves the artifacts directory as it was
-        record_summary(artifacts, "parity", report.summary())
+        record_summary(artifacts, "parity", {**report.summary(),
+                                             "verified": _merged_verified(manifest, parity.verified_entries(report, manifest))})
     if options.json_path is not None:
         atomic_write_json(options.json_path, report.to_json())
     return report
+
+
+MAX_VERIFIED = 256  # entries the manifest keeps of passed verify runs
+
+
+def _merged_verified(manifest: Manifest, new: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of passed verify runs, with this run's added (a run of another
+    engine does not erase the others'; entries of files no longer listed are dropped)."""
+    old = (manifest.parity or {}).get("verified")
+    listed = {e.file for e in manifest.artifacts}
+    merged = {k: v for k, v in (old if isinstance(old, dict) else {}).items() if k.partition("|")[2] in listed}
+    merged.update(new)
+    return dict(list(merged.items())[-MAX_VERIFIED:])
 
 
 @dataclass
@@ -172,6 +186,11 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     if gate is None or gate.passed:  # a failed gate leaves the artifacts directory as it was
         record_summary(artifacts, "bench", report.summary())
+        if o.recommend:
+            from vae_export.recommend import recorded
+
+            rec = recorded(report.recommendations or [], report.env, report.noise)
+            record_summary(artifacts, "recommendation", rec.to_json())
     if o.json_path is not None:
         atomic_write_json(o.json_path, report.to_json())
     return BenchOutcome(report, gate)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("backends", "codec", "checks", "contract", "errors", "graphs", "limits", "pte", "sampling", "session", "tiling")
+MODULES = ("backends", "budget", "checks", "codec", "contract", "cpu", "errors", "graphs", "limits", "memory",
+           "openvino_backend", "ort_openvino", "pte", "recommend", "sampling", "session", "tiling")
 
 
 def test_imports_only_the_standard_library_numpy_and_onnxruntime():

@@ -59,7 +59,8 @@ class _Graph:
         if not self.path.is_file():
             raise RuntimeInputError(f"{self.path}: file not found")
         # threads: e.g. one per Ray actor's CPU share, so parallel workers do not fight over cores
-        self.backend: Backend = open_backend(self.path, engine, providers, threads)
+        self._providers, self._threads = providers, threads
+        self.backend: Backend = open_backend(self.path, engine, providers, threads, role=self.role)
         self.meta: GraphMetadata = GraphMetadata.from_props(self.backend.metadata_map(), str(self.path))
         self.spec: GraphSpec = graph_spec(self.role, conditional=self.meta.num_classes > 0)
         check_names(self.backend, self.spec, self.path)
@@ -75,6 +76,17 @@ class _Graph:
     @property
     def engine(self) -> str:
         return self.backend.engine
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the engine runs at: "fp32", or a reduced one asked for ("bf16")."""
+        return getattr(self.backend, "precision", "fp32")
+
+    @property
+    def engine_reason(self) -> str:
+        """Why this engine runs the graph: as asked, or what engine="auto" found (the recorded
+        recommendation, or the fallback to ONNX Runtime CPU and its reason)."""
+        return str(getattr(self.backend, "engine_reason", ""))
 
     @property
     def session(self) -> Any:
@@ -211,26 +223,59 @@ class VAEDecoder(_Graph):
         return (int(self.latent_shape[0]), pair[0] // stride, pair[1] // stride)  # type: ignore[arg-type]
 
     def decode(self, z: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None, tile: int | None = None,
-               overlap: float = DEFAULT_OVERLAP) -> np.ndarray:
+               overlap: float = DEFAULT_OVERLAP, max_memory_mb: float | None = None) -> np.ndarray:
         """Images from latents; a conditional decoder takes `labels` (class indices: one for
         every image, or one per image) or `y` (rows of class weights summing to 1). With `tile`
         (latent cells, e.g. 64 for diffusers' 512-pixel tiles), a latent larger than a tile is
         decoded in overlapping tiles blended as diffusers' `enable_tiling()` does
-        (`tiling.py`): memory bounded by the tile, not the image."""
+        (`tiling.py`): memory bounded by the tile, not the image.
+
+        `max_memory_mb`: the process's peak resident memory (MiB) this decode may reach; the
+        tile size is chosen to stay under it (`budget.py`: a measured model of the graph's
+        memory per tile, the chosen tile measured), or the call is refused with the smallest
+        budget that would do. The session keeps its settings: on the SD-sized decoder ONNX
+        Runtime's arena and memory pattern need less than running without them (budget.py).
+        `last_plan` then holds the tile and the predicted peak."""
         z = self._check(z, "z")
         rows = condition(y, labels, self.num_classes, len(z))
+        if max_memory_mb is not None:
+            return self._decode_within(z, rows, max_memory_mb, overlap)
         if tile is None:
             return self._run(z, rows)[0]
         tile = check_count("tile", tile, 1, MAX_TILE)
-        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
-            raise RuntimeInputError("tile: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+        self._check_tiling("tile")
         if isinstance(overlap, bool) or not isinstance(overlap, numbers.Real):
             raise RuntimeInputError(f"overlap: expected a fraction in [0, 1), found {type(overlap).__name__} {overlap!r}")
         try:
-            tile_geometry(tile, self.stride, float(overlap))
+            tile_geometry(tile, self.stride, float(overlap))  # type: ignore[arg-type]
         except ValueError as exc:
             raise RuntimeInputError(str(exc)) from None
-        return tiled_decode(lambda part: self._run(part, rows)[0], z, tile, self.stride, float(overlap))
+        return tiled_decode(lambda part: self._run(part, rows)[0], z, tile, self.stride, float(overlap))  # type: ignore[arg-type]
+
+    def _check_tiling(self, what: str) -> None:
+        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
+            raise RuntimeInputError(f"{what}: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+
+    def _decode_within(self, z: np.ndarray, rows: np.ndarray | None, max_memory_mb: Any, overlap: float) -> np.ndarray:
+        from vae_export_runtime import budget
+
+        if isinstance(max_memory_mb, bool) or not isinstance(max_memory_mb, numbers.Real) \
+                or not (0 < float(max_memory_mb) < 1 << 30):
+            raise RuntimeInputError(f"max_memory_mb: expected a positive number of MiB, found {max_memory_mb!r}")
+        self._check_tiling("max_memory_mb")
+        if overlap != DEFAULT_OVERLAP:
+            raise RuntimeInputError("max_memory_mb: plans tiles with the default overlap; pass tile= for another")
+        run = lambda part: self._run(part, None if rows is None else rows[:len(part)])[0]
+        planner = self.__dict__.get("_planner")  # its probes are kept: a second decode costs none
+        if planner is None:
+            planner = budget.Planner(run, int(z.shape[1]), self.stride, int(self.image_shape[0]))  # type: ignore[arg-type]
+            self._planner = planner
+        planner.decode = run  # this call's class rows (conditional decoders)
+        plan = planner.plan(float(max_memory_mb), len(z), z.shape[2], z.shape[3])
+        self.last_plan = plan
+        if plan.tile is None:
+            return run(z)
+        return tiled_decode(run, z, plan.tile, self.stride, DEFAULT_OVERLAP)  # type: ignore[arg-type]
 
     def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
                label: int | None = None, labels: Sequence[int] | None = None, temperature: float = 1.0) -> np.ndarray:
