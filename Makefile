@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-TEST_EXTRAS ?= test,scale,peers,diffusers
+TEST_EXTRAS ?= test,scale,peers,diffusers,executorch
 BIN = $(VENV)/bin
 PIP = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gzip
@@ -19,9 +21,10 @@ from vae_export.families.reference import save_checkpoint
 from vae_export.data import IDX_FILES, load_digits
 from vae_export.train import train
 from vae_export.training import TrainConfig
-from vae_export.variants import VARIANTS
+from vae_export.variants import PTE_VARIANTS, VARIANTS
 
 MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
 # Internal errors re-raise in tests so that bugs are never hidden behind a one-line message.
 os.environ.setdefault("VAE_EXPORT_DEBUG", "1")
 
@@ -79,7 +82,8 @@ def variants_dir(tmp_path_factory, trained_dir, digits) -> Path:
 
     d = tmp_path_factory.mktemp("variants")
     shutil.copy(trained_dir / "vae.safetensors", d / "vae.safetensors")
-    export(load_model(d / "vae.safetensors"), d, variants=VARIANTS,
+    # Every ONNX Runtime variant; the ExecuTorch ones have their own tests (test_executorch.py).
+    export(load_model(d / "vae.safetensors"), d, variants=tuple(v for v in VARIANTS if v not in PTE_VARIANTS),
            calibration=digits.train.numpy())
     return d
 
@@ -263,3 +267,37 @@ def kl_artifacts(tmp_path_factory, kl_dir) -> Path:
 @pytest.fixture(scope="session")
 def taesd_artifacts(tmp_path_factory, taesd_dir) -> Path:
     return _export_diffusers(tmp_path_factory, "diffusers:AutoencoderTiny", taesd_dir)
+
+
+# ---- the runtime as an app installs it (tests/test_runtime_alone.py, tests/test_readme.py) ----------
+
+def run_checked(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def alone_venv(tmp_path_factory) -> Path:
+    """The python of a fresh venv holding only the runtime's wheel (with numpy and onnxruntime)
+    and pytest."""
+    work = tmp_path_factory.mktemp("runtime-alone")
+    # Built from a clean copy: setuptools' in-tree build/ could carry modules deleted since.
+    source = shutil.copytree(RUNTIME, work / "source", ignore=shutil.ignore_patterns("build", "*.egg-info", "tests",
+                                                                                     "__pycache__"))
+    run_checked([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(source)],
+                work)
+    (wheel,) = (work / "dist").glob("vae_export_runtime-*.whl")
+    run_checked([sys.executable, "-m", "venv", str(work / "venv")], work)
+    python = work / "venv" / "bin" / "python"
+    run_checked([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel), "pytest"],
+                work)
+    return python
+
+
+@pytest.fixture(scope="session")
+def runtime_sets(tmp_path_factory) -> Path:
+    """The artifact sets the runtime's own suite runs on (one export per session, shared)."""
+    from vae_export.workloads import runtime_fixtures
+
+    return runtime_fixtures(tmp_path_factory.getbasetemp() / "runtime-artifacts")

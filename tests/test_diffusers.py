@@ -291,8 +291,7 @@ def test_web_page_runs_autoencodertiny_decoder(taesd_artifacts, runner, tmp_path
     if result.exit_code != 0 and "onnxruntime-web" in result.output:
         pytest.skip(f"onnxruntime-web unavailable: {result.output.strip()}")
     assert result.exit_code == 0, result.output
-    contract = json.loads((out / "contract.json").read_text())
-    assert contract["image_shape"] == [3, 32, 32] and contract["latent_shape"] == [4, 16, 16]
+    assert json.loads((out / "page.json").read_text()) == {"size": [32, 32]}
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -309,6 +308,8 @@ def test_web_page_runs_autoencodertiny_decoder(taesd_artifacts, runner, tmp_path
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
                 page.wait_for_function("window.vaeDemo && window.vaeDemo.ready", timeout=60_000)
+                # the page reads the size and the latent from decoder.onnx, through the npm package
+                assert page.evaluate("[window.vaeDemo.size, window.vaeDemo.latentShape]") == [[32, 32], [4, 16, 16]]
                 pixels = np.array(page.evaluate("""() => Array.from(document.getElementById('main')
                     .getContext('2d').getImageData(0, 0, 32, 32).data)"""), dtype=np.int16).reshape(32, 32, 4)
                 z = np.array(page.evaluate("Array.from(window.vaeDemo.shown)"), dtype=np.float32)

@@ -183,7 +183,7 @@ def test_an_engine_from_an_installed_distribution_entry_point(tmp_path, monkeypa
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vae-ref-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[vae_export.engines]\nplugin = vae_ref_plugin:PluginEngine\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(engines, "_loaded_plugins", False)
+    monkeypatch.setattr(engines._REGISTRY, "_loaded_plugins", False)
     try:
         assert engines.get("plugin-engine").name == "plugin-engine"
     finally:

@@ -19,7 +19,8 @@ from PIL import Image
 from vae_export.cli import main
 from vae_export.runtime import VAE
 from vae_export.scale.inputs import open_source
-from vae_export.scale.jobs import parquet_writer, run_job
+from vae_export.scale.jobs import run_job
+from vae_export.scale.outputs import parquet_writer
 from vae_export.scale.noise import SCORE_STREAM, normal_rows
 from vae_export.scale.tasks import make_task
 

@@ -51,6 +51,7 @@ def test_rewrite_replaces_whole_models_and_bad_options_write_nothing(tmp_path, r
         model_config_pb2.ModelInstanceGroup.KIND_GPU
     before = snapshot(out)
     for args, message in ((["--variant", "ort"], "Error: --variant ort: Triton's ONNX Runtime backend loads .onnx"),
+                          (["--variant", "executorch"], "Error: --variant executorch: Triton's ONNX Runtime backend"),
                           (["--variant", "int8"], "no encoder.int8.onnx")):
         result = runner.invoke(main, ["triton", "--artifacts", str(exported_dir), "--out", str(out), *args])
         assert result.exit_code == 2 and message in result.output, result.output

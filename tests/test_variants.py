@@ -104,10 +104,11 @@ def test_registry_drives_choices_and_thresholds():
     from vae_export.variants import LISTED_VARIANTS, REGISTRY, VARIANTS
 
     option = next(p for p in main.commands["export"].params if p.name == "variants")
-    assert tuple(option.type.choices) == VARIANTS == ("int8", "int8-static", "fp16", "fp16-mixed", "ort")
+    assert tuple(option.type.choices) == VARIANTS == ("int8", "int8-static", "fp16", "fp16-mixed", "ort",
+                                                      "executorch", "executorch-int8")
     assert set(LISTED_VARIANTS) == {"fp32", *VARIANTS, "optimized"}
     assert REDUCED_MU == {"int8": (0.25, 0.05), "int8-static": (0.25, 0.05), "fp16": (1e-2, 1e-2),
-                          "fp16-mixed": (1e-2, 1e-2)}
+                          "fp16-mixed": (1e-2, 1e-2), "executorch-int8": (0.25, 0.05)}
     assert all(REGISTRY[v].builder for v in VARIANTS)
 
 

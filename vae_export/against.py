@@ -180,9 +180,13 @@ def against(new_dir: Path, old_dir: Path, options: AgainstOptions = AgainstOptio
             raise UsageError(f"--against {old_dir}: model {key} is {shown[0]}, but "
                              f"{new_dir} has {shown[1]}; the rows cannot be compared")
     pairs, unmatched = _matching(new_manifest, old_manifest, graphs, variants)
+    engine = get_engine(DEFAULT)
+    # Files ONNX Runtime does not run (ExecuTorch's .pte) are listed as not compared.
+    unmatched += [f"{n.graph}.{n.variant} (not an ONNX Runtime file)" for n, _ in pairs
+                  if not engine.accepts(n.variant, new_dir / n.file)]
+    pairs = [(n, old_e) for n, old_e in pairs if engine.accepts(n.variant, new_dir / n.file)]
     if not pairs:
         raise UsageError(f"--against {old_dir}: no graph and variant in common with {new_dir}")
-    engine = get_engine(DEFAULT)
     engine.check(o.device)
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="vae-export-against-") as private:  # mode 0700

@@ -16,8 +16,7 @@ import math
 from typing import Any
 
 from vae_export.errors import VAEExportError
-from vae_export.options import MAX_ITERATIONS, MAX_MIN_TIME_S, MAX_ROUNDS
-from vae_export_runtime.limits import MAX_ELEMENTS
+from vae_export.limits import MAX_ELEMENTS, MAX_ITERATIONS, MAX_MIN_TIME_S, MAX_ROUNDS
 
 # Round medians over all rows: what judging the baseline may resample (abtest.unpaired), and
 # what parsing may hold. 10^6 is 1,000 rows of MAX_ROUNDS, far above any real sweep.

@@ -6,7 +6,22 @@ device-resident tensor on the GPU), the output returned as an array or tensor (e
 `Runner.timed_call` says how it binds them). The engines alternate in rounds within each row
 (`time_interleaved`), so a burst of load on a shared machine slows them all rather than
 skewing the ratios. PyTorch runs with `torch.set_num_threads(--threads)`, the same count the
-other engines get.
+other engines get. Engines run at each precision they offer on this CPU (`torch:bf16`,
+`openvino:bf16` where the CPU computes bfloat16 natively); rows carry `precision`.
+
+Memory, per row, in MiB (`vae_export_runtime.memory`: /proc/self/status VmHWM, reset through
+/proc/self/clear_refs before each measured call, so each figure is that call's own peak; a
+process's ru_maxrss could only grow): `session_mib` is the RSS an engine's session added when
+it was opened (weights, prepacked kernels); `peak_mib` is how far the row's first call (its
+binding, and the call itself) took RSS above the loaded session, plus what the same session
+kept from its earlier rows (arena blocks, compiled shapes), measured one engine at a time
+before the timed rounds. glibc's freed pages are trimmed before each measurement so that a
+call reusing another engine's freed heap is not under-counted.
+
+Correctness, per row: each engine's first output is compared with PyTorch eager fp32's on the
+same feeds, with verify's rules (`check_passed`, `psnr_db` for decoders); `verified` says
+whether `verify` passed for that engine, precision and file on this CPU (the manifest's
+record). `recommend.py` recommends among rows that are both.
 """
 
 from __future__ import annotations
@@ -14,6 +29,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +40,7 @@ import onnxruntime as ort
 import torch
 
 from vae_export import __version__
-from vae_export.engines import DEFAULT, REFERENCE, Engine, Runner, Target, peers
+from vae_export.engines import DEFAULT, GRAPH, MODEL, REFERENCE, Choice, Runner, Target, peers, resolve
 from vae_export.engines import get as get_engine
 from vae_export.errors import UsageError
 from vae_export.families.base import LoadedModel
@@ -33,24 +49,18 @@ from vae_export.manifest import ArtifactEntry, Manifest
 from vae_export.options import BenchOptions
 from vae_export.progress import SILENT, Progress
 from vae_export.reports import BenchReport, BenchRow, GateResult, Regression
-from vae_export_runtime.contract import FP32
+from vae_export_runtime import memory
+from vae_export_runtime.contract import FP32, graph_filename
+from vae_export_runtime.cpu import cpu_flags, cpu_model
 from vae_export_runtime.session import expected_shapes
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment(threads: int, device: str) -> dict[str, Any]:
     env = {
         "cpu": cpu_model(),
+        "cpu_flags": list(cpu_flags()),
         "cores": os.cpu_count(),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
@@ -66,6 +76,10 @@ def environment(threads: int, device: str) -> dict[str, Any]:
     }
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
+    if "executorch" in sys.modules:  # an ExecuTorch runner is (or was) open: its version times the .pte rows
+        from executorch.version import __version__ as et_version
+
+        env["executorch"] = et_version
     return env
 
 
@@ -155,6 +169,7 @@ def bench(
     (`abtest.unpaired`). `graphs`: roles to time (default: every graph the model has)."""
     from vae_export.abtest import round_medians
     from vae_export.calibration import calibrate, matmul_gflops
+    from vae_export.recommend import recommend, run_noise
 
     o = options
     g = manifest.model.geometry
@@ -163,6 +178,7 @@ def bench(
     entries = manifest.entries(graphs, variants)
     if not entries:
         raise UsageError(f"{artifacts}: the manifest lists no graph matching the selection")
+    verified = verified_set(manifest)
     results: list[BenchRow] = []
     calibration_before = matmul_gflops()
     previous_threads = torch.get_num_threads()
@@ -173,69 +189,206 @@ def bench(
             # Every variant of a graph, on every engine, is timed together, shape by shape, in
             # alternating rounds: the ratios between them come from the same minutes.
             shapes = expected_shapes(spec, g.latent_dims(), g.image_dims(), g.num_classes)
-            targets = [(engine, entry) for engine in graph_engines for entry in entries
-                       if entry.graph == role and engine.accepts(entry.variant, artifacts / entry.file)]
+            targets = [(choice, entry) for choice in graph_engines for entry in entries
+                       if entry.graph == role and choice.engine.accepts(entry.variant, artifacts / entry.file)]
             if not targets:
                 continue
-            runners: list[tuple[Runner, ArtifactEntry | None]] = [
-                (engine.open(Target(spec, entry.variant, artifacts / entry.file, shapes=shapes), o.device, o.threads),
-                 entry) for engine, entry in targets]
+            opened: list[Opened] = [
+                _open(choice, Target(spec, entry.variant, artifacts / entry.file, shapes=shapes, sha256=entry.sha256,
+                                     precision=choice.precision), o, entry, entry.variant)
+                for choice, entry in targets]
             if loaded is not None:
-                runners += [(engine.open(Target(spec, module=loaded.module(role)), o.device, o.threads), None)
-                            for engine in model_engines]
+                opened += [_open(choice, Target(spec, module=loaded.module(role), precision=choice.precision), o,
+                                 None, FP32) for choice in model_engines]
+            for run in opened:
+                run.verified = _is_verified(run, verified, role, manifest)
             try:
-                results += _sweep(role, spec, g, runners, o, progress, round_medians)
+                results += _sweep(role, spec, g, opened, o, progress, round_medians)
             finally:
-                for runner, _ in runners:
-                    runner.close()
+                for run in opened:
+                    run.runner.close()
     finally:
         torch.set_num_threads(previous_threads)
     env = {**environment(o.threads, o.device), "image_shape": list(g.image_shape)}  # for per-megapixel figures
     report = BenchReport(env=env, warmup=o.warmup, iterations=o.iterations, min_time_s=o.min_time_s, results=results,
                          rounds=o.rounds, calibration=calibrate(calibration_before, matmul_gflops()))
     report.add_speedups()
+    report.noise = run_noise(results)
+    report.recommendations = recommend(results, report.noise)
     return report
 
 
-def bench_engines(options: BenchOptions, with_model: bool) -> tuple[list[Engine], list[Engine]]:
-    """(graph engines, model engines) a sweep runs: `options.engines` when named, else ONNX
-    Runtime, the installed peers (CPU; `options.peers`) and, with a model, PyTorch eager. Each
-    must be able to run on the device (UsageError otherwise)."""
+def bench_engines(options: BenchOptions, with_model: bool) -> tuple[list[Choice], list[Choice]]:
+    """(graph engines, model engines) a sweep runs, each at a precision: `options.engines`
+    when named ("NAME" or "NAME:PRECISION"), else ONNX Runtime, the installed peers (CPU;
+    `options.peers`) and, with a model, PyTorch eager; with the peers, the peers and PyTorch
+    at every precision they run on this CPU (fp32, and bf16 where the CPU computes it
+    natively), so that `--no-peers` is the plain ONNX Runtime / PyTorch fp32 pair. Each must be
+    able to run on the device (UsageError otherwise)."""
     if options.engines:
-        chosen = [get_engine(name) for name in options.engines]
+        chosen = [resolve(spec) for spec in options.engines]
     else:
-        chosen = [get_engine(DEFAULT)] + (peers() if options.peers and options.device == "cpu" else [])
-        chosen += [get_engine(REFERENCE)] if with_model else []
-    for engine in chosen:
-        engine.check(options.device)
-    graph = [e for e in chosen if e.kind == "graph"]
-    model = [e for e in chosen if e.kind == "model"]
+        chosen = [Choice(get_engine(DEFAULT))]
+        widen = options.peers and options.device == "cpu"
+        if widen:
+            chosen += [Choice(e, p) for e in peers() for p in e.usable_precisions()]
+        if with_model:
+            torch_engine = get_engine(REFERENCE)
+            chosen += [Choice(torch_engine, p) for p in (torch_engine.usable_precisions() if widen else (FP32,))]
+    for choice in chosen:
+        choice.engine.check(options.device)
+    graph = [c for c in chosen if c.engine.kind == GRAPH]
+    model = [c for c in chosen if c.engine.kind == MODEL]
     if model and not with_model:
-        raise UsageError(f"--engine {model[0].name}: runs the PyTorch model, which --no-torch leaves out")
+        raise UsageError(f"--engine {model[0].engine.name}: runs the PyTorch model, which --no-torch leaves out")
     return graph, model
 
 
-def _sweep(role: str, spec: Any, g: Any, runners: list[tuple[Runner, ArtifactEntry | None]], o: BenchOptions,
-           progress: Progress, round_medians: Callable[..., list[float]]) -> list[BenchRow]:
-    """The rows of one graph: every size and batch, every runner in the same rounds."""
+class Opened:
+    """An engine opened on one graph for a sweep, with what bench tracks about it."""
+
+    def __init__(self, choice: Choice, runner: Runner, entry: ArtifactEntry | None, variant: str,
+                 session_mib: float | None) -> None:
+        self.choice, self.runner, self.entry, self.variant = choice, runner, entry, variant
+        self.file = entry.file if entry is not None else None
+        self.session_mib = session_mib
+        self.kept_mib = 0.0  # what the session kept from earlier rows (arena blocks, compiled shapes)
+        self.verified: bool = False
+
+    @property
+    def is_reference(self) -> bool:
+        return self.choice.engine.name == REFERENCE and self.choice.precision == FP32
+
+
+def _open(choice: Choice, target: Target, o: BenchOptions, entry: ArtifactEntry | None, variant: str) -> Opened:
+    runner, peak = memory.measure(lambda: choice.engine.open(target, o.device, o.threads))
+    runner.precision = choice.precision
+    return Opened(choice, runner, entry, variant, None if peak is None else max(peak.retained_mib, 0.0))
+
+
+def verified_set(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """The manifest's record of passed verify runs ("ENGINE[:PRECISION]|FILE" -> entry)."""
+    record = (manifest.parity or {}).get("verified")
+    return record if isinstance(record, dict) else {}
+
+
+def _is_verified(run: Opened, verified: dict[str, dict[str, Any]], role: str, manifest: Manifest) -> bool:
+    """PyTorch eager fp32 is the reference; every other engine, precision and file must have
+    passed `verify` on this CPU, for this very file (sha256)."""
+    from vae_export_runtime.cpu import fingerprint
+
+    if run.is_reference:
+        return True
+    file = run.file or graph_filename(role)  # a model engine was verified on the fp32 graph's feeds
+    entry = verified.get(f"{run.choice.label}|{file}")
+    sha = {e.file: e.sha256 for e in manifest.artifacts}.get(file)
+    return isinstance(entry, dict) and entry.get("sha256") == sha and entry.get("fingerprint") == fingerprint()
+
+
+def _sweep(role: str, spec: Any, g: Any, opened: list[Opened], o: BenchOptions, progress: Progress,
+           round_medians: Callable[..., list[float]]) -> list[BenchRow]:
+    """The rows of one graph: every size and batch, every engine in the same rounds."""
     rows = []
+    every = opened
     for size in o.sizes or g.default_sizes():
+        # A file with recorded bounds (a .pte) is timed at the sizes within them only.
+        opened = [r for r in every if r.entry is None or r.entry.admits(g.input_shapes(spec, size))]
         for batch in o.batch_sizes:
             feeds = with_labels(spec.input_names, bench_input(role, batch, g.latent_at(size), g.image_at(size)),
                                 g.num_classes)
-            calls = [runner.timed_call(feeds) for runner, _ in runners]
             progress(f"bench {role} {size[0]}x{size[1]} batch {batch:>4}: "
-                     + ", ".join(f"{r.engine} {e.variant}" if e is not None else r.engine for r, e in runners))
+                     + ", ".join(f"{r.choice.label} {r.variant}" if r.file else r.choice.label for r in opened))
+            # One engine at a time, before any timing: its call's memory, and its first outputs.
+            prepared = [_prepare(run, feeds, spec) for run in opened]
+            calls = [item[0] for item in prepared]
+            reference = next((item[2] for run, item in zip(opened, prepared) if run.is_reference), None)
             counts: list[list[int]] = []
             times = time_interleaved(calls, o.warmup, o.iterations, o.rounds, o.min_time_s, counts)
             extra = {"size": list(size)} if g.dynamic_size else {}
-            for i, ((runner, entry), t) in enumerate(zip(runners, times)):
+            for i, (run, t) in enumerate(zip(opened, times)):
                 medians = round_medians(t, [c[i] for c in counts])
-                rows.append(BenchRow(graph=role, batch=batch, threads=o.threads,
-                                     variant=entry.variant if entry is not None else FP32, engine=runner.engine,
-                                     provider=runner.provider, file=entry.file if entry is not None else None,
-                                     **_timed((t, medians), batch), **extra))
+                check = _check(run, role, spec, prepared[i][2], reference)
+                rows.append(BenchRow(graph=role, batch=batch, threads=o.threads, variant=run.variant,
+                                     engine=run.runner.engine, provider=run.runner.provider, file=run.file,
+                                     **_timed((t, medians), batch), **extra, precision=run.choice.precision,
+                                     peak_mib=prepared[i][1], session_mib=run.session_mib, **check,
+                                     verified=run.verified))
+            del calls
+            for run, item in zip(opened, prepared):  # what each session keeps beyond the row
+                _release(run, item)
     return rows
+
+
+def _prepare(run: Opened, feeds: Any, spec: Any) -> list[Any]:
+    """[the timed call, its peak MiB above the loaded session, its first outputs as arrays]."""
+    def first() -> tuple[Callable[[], Any], Any]:
+        call = run.runner.timed_call(feeds)
+        return call, call()
+
+    (call, out), peak = memory.measure(first)
+    # A model engine's timed call is the model's own method (its outputs may not be in the
+    # contract's form: diffusers' decode returns [-1, 1]); its outputs for the check come from
+    # the graph wrapper, as verify's do. A graph engine's timed outputs are the graph's.
+    outputs = run.runner.run(feeds) if run.choice.engine.kind == MODEL else _arrays(out, len(spec.output_names))
+    del out
+    if peak is None:
+        return [call, None, outputs, None]
+    return [call, run.kept_mib + peak.growth_mib, outputs, peak]
+
+
+def _release(run: Opened, item: list[Any]) -> None:
+    """After a row: drop its call (bound buffers), and add to the session's `kept_mib` what
+    its first call retained beyond them."""
+    peak = item[3]
+    item[0] = None
+    if peak is None:
+        return
+    memory.trim()
+    before = memory.rss_mib()
+    del item[:]
+    memory.trim()
+    after = memory.rss_mib()
+    released = (before - after) if before is not None and after is not None else 0.0
+    run.kept_mib = max(run.kept_mib + peak.retained_mib - max(released, 0.0), 0.0)
+
+
+def _arrays(out: Any, count: int) -> list[np.ndarray]:
+    """An engine's call result as float32 arrays (copies: bound buffers are reused)."""
+    if hasattr(out, "to_tuple"):  # OpenVINO's OVDict
+        out = out.to_tuple()
+    if not isinstance(out, (list, tuple)):
+        out = (out,)
+    arrays = []
+    for value in list(out)[:count]:
+        if hasattr(value, "detach"):  # a torch tensor (bf16 under autocast)
+            value = value.detach().float().cpu().numpy()
+        arrays.append(np.array(value, dtype=np.float32, copy=True))
+    return arrays
+
+
+# The in-run check's fp32 tolerance: 10x verify's. It runs at every benchmarked size, where
+# float32 rounding accumulated over a large decode (SD-sized at 512x512: PSNR 108-115 dB against
+# PyTorch, max abs a few 1e-5) exceeds verify's 1e-5, which verify applies at its smaller sizes.
+# It is there to catch a wrong engine (a wrong result is off by far more), not to certify
+# precision: that is verify's record. Reduced precisions get verify's own rules (PSNR, mu bounds).
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
+
+
+def _check(run: Opened, role: str, spec: Any, outputs: list[np.ndarray],
+           reference: list[np.ndarray] | None) -> dict[str, Any]:
+    """The row's in-run check against PyTorch eager fp32 on the same feeds (verify's rules,
+    CHECK_ATOL/CHECK_RTOL for fp32)."""
+    from vae_export.parity import _check_row
+
+    if reference is None:
+        return {"psnr_db": None, "check_passed": None}
+    if run.is_reference:
+        return {"psnr_db": None, "check_passed": True}
+    rows = [_check_row(run.variant, role, run.file or "", name, len(a), "random", a, e, CHECK_ATOL, CHECK_RTOL, None,
+                       None, run.choice.precision)
+            for name, a, e in zip(spec.output_names, outputs, reference)]
+    psnr = next((r.psnr_db for r in rows if r.psnr_db is not None), None)
+    return {"psnr_db": psnr, "check_passed": all(r.passed for r in rows)}
 
 
 def _timed(timing: tuple[np.ndarray, list[float]], batch: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Datasets as float32 tensors in [0, 1], shape [N, 1, 28, 28], split into train and test.
 
-`digits` is embedded (scikit-learn ships it), so the default job needs no network. MNIST and
+`digits` is embedded (vae_export/datasets/), so the default job needs no network. MNIST and
 Fashion-MNIST come from the four standard IDX files in a directory the user names, or are
 downloaded once into a cache with their checksums verified.
 """
@@ -13,6 +13,7 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -104,13 +105,17 @@ def load_dataset(
     return load_idx_dir(name, data_dir)
 
 
-def load_digits(test_fraction: float = 0.2) -> Dataset:
-    """scikit-learn's 1,797 8x8 digits, upscaled and padded like MNIST (20x20 in 28x28)."""
-    from sklearn.datasets import load_digits as sk_load_digits
+DIGITS_FILE = "digits.csv.gz"  # vae_export/datasets/: 64 pixel values (0..16) then the label, a row per image
 
-    bunch = sk_load_digits()
-    raw = bunch.images.astype(np.float32) / 16.0  # [N, 8, 8], values 0..16
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+
+def load_digits(test_fraction: float = 0.2) -> Dataset:
+    """The embedded 1,797 8x8 digits (UCI's, as scikit-learn ships them: vae_export/datasets/),
+    upscaled and padded like MNIST (20x20 in 28x28)."""
+    with resources.files("vae_export").joinpath("datasets", DIGITS_FILE).open("rb") as raw_file:
+        with gzip.open(raw_file) as text:
+            rows = np.loadtxt(text, delimiter=",")
+    raw = rows[:, :-1].reshape(-1, 8, 8).astype(np.float32) / 16.0  # [N, 8, 8], values 0..16
+    labels = torch.from_numpy(rows[:, -1].astype(np.int64))
     x = torch.from_numpy(raw).unsqueeze(1)
     x = torch.nn.functional.interpolate(x, size=(20, 20), mode="bilinear", align_corners=False)
     x = torch.nn.functional.pad(x, (4, 4, 4, 4)).clamp_(0.0, 1.0).contiguous()

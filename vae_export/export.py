@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import re
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +24,16 @@ import torch
 
 from vae_export import __version__
 from vae_export.artifacts import sha256_file
-from vae_export.compare import compare
+from vae_export.compare import CHECK_ATOL, CHECK_RTOL, compare
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.families.base import LoadedModel
-from vae_export.graphs import torch_outputs
+from vae_export.graphs import graph_metadata, torch_outputs
 from vae_export.inputs import with_labels
 from vae_export.manifest import MANIFEST_NAME, ArtifactEntry, Manifest, ModelInfo, checkpoint_reference
 from vae_export.onnxinfo import load_onnx, opset, ort_signature, set_metadata, signature
 from vae_export.options import DEFAULT_OPSET, EXPORTERS
-from vae_export_runtime.codec import GraphMetadata
+from vae_export.variants import PTE_VARIANTS
+from vae_export.quiet import quiet_exporter
 from vae_export_runtime.contract import (BATCH_DIM, FP32, LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM, ROLES, Y_NAME, Geometry,
                                          GraphSpec, Shape, graph_filename, symbolic_names)
 from vae_export_runtime.session import make_session, run_limited
@@ -44,16 +42,10 @@ from vae_export_runtime.session import make_session, run_limited
 EXAMPLE_BATCH = 2
 # The check run uses batch sizes other than the example's, to prove the axis is dynamic.
 CHECK_BATCHES = (1, 3)
-# Right after export, ONNX Runtime against PyTorch on random inputs: a smoke check that the
-# graph is the model (a wrong graph is off by whole units), looser than verify's 1e-5/1e-4,
-# which runs later on real inputs and every variant.
-CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-3
+
 STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 RANGE_CONSTRAINTS_KEY = "pkg.torch.export.ExportedProgram.range_constraints"
 _RANGE = re.compile(r"([^,{}\s][^:{}]*): (VR\[[^\]]*\])")
-_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "onnxscript")
-# copyreg: torch.export's pytree pickling raises a FutureWarning about its own LeafSpec there.
-_NOISY_WARNING_MODULES = (r"torch(\.|$)", r"onnxscript(\.|$)", r"onnx_ir(\.|$)", r"onnx(\.|$)", r"copyreg$")
 
 
 @dataclass
@@ -63,27 +55,15 @@ class ExportResult:
     manifest: Manifest
     seconds: float
     removed: list[Path] = field(default_factory=list)
+    # Variants that could not be built ("variant executorch: encoder: aten.erfinv.default does not
+    # lower (...)"): everything else was written, the manifest included. The caller decides
+    # what that means (`raise_if_failed`: exit 1, as the CLI does after listing the files).
+    failed: list[str] = field(default_factory=list)
 
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Silence exporter chatter users cannot act on (progress prints, torchvision notices,
-    internal deprecation notices); errors still propagate."""
-    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
-    for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            # Only warnings raised inside the exporter's own stack; a warning from the user's
-            # model code (its own module) still shows.
-            for module in _NOISY_WARNING_MODULES:
-                warnings.filterwarnings("ignore", module=module)
-            # Raised at our call site, so not caught above; the CLI says it in its own words.
-            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-            yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
+    def raise_if_failed(self) -> None:
+        if self.failed:
+            more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+            raise VAEExportError(f"{self.failed[0]}{more}; the other graphs and variants were exported")
 
 
 def _dynamic_dims(spec: GraphSpec, geometry: Geometry) -> tuple[Any, ...]:
@@ -199,19 +179,6 @@ def _no_random_nodes(model: onnx.ModelProto, spec: GraphSpec) -> None:
         raise VAEExportError(f"{spec.role}: graph contains random nodes {sorted(random)}; sampling must happen outside")
 
 
-def graph_metadata(spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> GraphMetadata:
-    """The contract's metadata of an fp32 graph (docs/contract.md, `vae_export_runtime.codec`):
-    shapes and classes from the model's geometry, the likelihood and extra keys from its family."""
-    g = loaded.geometry
-    return GraphMetadata(
-        role=spec.role, latent_shape=g.latent_dims(), image_shape=None if g.dynamic_size else g.image_shape,
-        likelihood=loaded.family.likelihood, variant=FP32, stride=g.stride if g.dynamic_size else None,
-        export_size=g.size if g.dynamic_size else None, num_classes=g.num_classes, class_names=loaded.class_names,
-        version=__version__, checkpoint_sha256=loaded.checkpoint_sha256, source=loaded.source,
-        opset=str(opset_version), exporter=exporter, extra=tuple(loaded.extra_metadata.items()),
-    )
-
-
 def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geometry: Geometry) -> None:
     """Full checker, strict shape inference, and ORT runs at batch sizes other than the
     example's, and for --dynamic-size at a second image size (compared with PyTorch when the
@@ -239,7 +206,20 @@ def check_graph(path: Path, spec: GraphSpec, module: torch.nn.Module | None, geo
                                          f"size {size[0]}x{size[1]} right after export")
 
 
-def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
+def artifact_entry(path: Path, graph: str, variant: str, lowered: Any = None, geometry: Geometry | None = None
+                   ) -> ArtifactEntry:
+    if lowered is not None:  # an ExecuTorch program: the contract's signature, its bounds and its facts
+        assert geometry is not None
+        spec, dims = geometry.spec(graph), geometry.dims()
+        sig = {key: [{"name": name, "dtype": "float",
+                      "shape": [d if d is not None else n for d, n in zip((None, *dims[name]),
+                                                                           symbolic_names(name, 1 + len(dims[name])))]}
+                     for name in names]
+               for key, names in (("inputs", spec.input_names), ("outputs", spec.output_names))}
+        return ArtifactEntry(file=path.name, graph=graph, variant=variant, sha256=sha256_file(path),
+                             bytes=path.stat().st_size, opset=None, inputs=sig["inputs"], outputs=sig["outputs"],
+                             bounds=lowered.bounds(), executorch={"planned_bytes": lowered.planned_bytes,
+                                                                  "undelegated_ops": list(lowered.undelegated_ops)})
     if path.suffix == ".onnx":
         model = load_onnx(path)  # every listed graph, variants included, passes the checker
         opset_version: int | None = opset(model)
@@ -251,10 +231,17 @@ def artifact_entry(path: Path, graph: str, variant: str) -> ArtifactEntry:
                          bytes=path.stat().st_size, opset=opset_version, inputs=sig["inputs"], outputs=sig["outputs"])
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(executorch: bool = False) -> dict[str, str]:
+    """The versions that made the artifacts (ExecuTorch's when it lowered some of them)."""
     import onnxruntime as ort
 
-    return {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+    versions = {"vae-export": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__}
+    if executorch:
+        from executorch.version import __version__ as et_version
+
+        versions["executorch"] = et_version
+    return versions
 
 
 def export_graph(
@@ -294,7 +281,7 @@ def build_manifest(loaded: LoadedModel, entries: list[ArtifactEntry], opset_vers
         checkpoint_sha256=loaded.checkpoint_sha256,
         opset=opset_version,
         exporter=exporter,
-        versions=library_versions(),
+        versions=library_versions(executorch=any(e.variant in PTE_VARIANTS for e in entries)),
         artifacts=tuple(entries),
     )
 
@@ -312,14 +299,19 @@ def export(
     the previous artifacts as they were and no temporary files behind."""
     import time
 
+    from vae_export.lowering import LoweringError
     from vae_export.variant_builders import build_variant
-    from vae_export.variants import LISTED_VARIANTS, VARIANTS
+    from vae_export.variants import LISTED_VARIANTS, VARIANTS, missing_package
 
     if exporter not in EXPORTERS:
         raise UsageError(f"--exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UsageError(f"--variant {unknown[0]!r}: expected one of {', '.join(VARIANTS)}")
+    missing = [reason for v in variants if (reason := missing_package(v))]
+    if missing:
+        raise UsageError(missing[0])
+    failed: list[str] = []
     started = time.perf_counter()
     try:
         staging = Path(tempfile.mkdtemp(dir=artifacts_dir, prefix=".export-"))
@@ -334,9 +326,16 @@ def export(
             entries.append(artifact_entry(path, spec.role, FP32))
         for variant in variants:
             for spec in loaded.geometry.specs():
-                for path, name in build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration):
-                    staged.append(path)
-                    entries.append(artifact_entry(path, spec.role, name))
+                try:
+                    built = build_variant(variant, staging / graph_filename(spec.role), spec, loaded, calibration)
+                except LoweringError as exc:
+                    # This graph of this variant only (an op ExecuTorch cannot export or run):
+                    # the rest of the export goes on, and the caller exits non-zero.
+                    failed.append(f"variant {variant}: {spec.role}: {exc}")
+                    continue
+                for b in built:
+                    staged.append(b.path)
+                    entries.append(artifact_entry(b.path, spec.role, b.variant, b.lowered, loaded.geometry))
         manifest = build_manifest(loaded, entries, opset_version, exporter, artifacts_dir)
         stale = _stale_files(artifacts_dir, {p.name for p in staged}, LISTED_VARIANTS)
         # Everything, the manifest included, is written and checked in staging first: a
@@ -359,7 +358,7 @@ def export(
         with contextlib.suppress(OSError):  # already gone, or cannot be removed: not a failed export
             path.unlink()
             removed.append(path)
-    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed)
+    return ExportResult(artifacts_dir, files[:-1], manifest, time.perf_counter() - started, removed, failed)
 
 
 def _stale_files(artifacts_dir: Path, written: set[str], variants: tuple[str, ...]) -> list[Path]:

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from vae_export import __version__
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export.families.base import Family, LoadedModel
 from vae_export.model import VAEConfig
-from vae_export_runtime.contract import Geometry
+from vae_export_runtime.codec import GraphMetadata
+from vae_export_runtime.contract import FP32, Geometry, GraphSpec
 
 
 class EncodeGraph(nn.Module):
@@ -238,3 +240,16 @@ def _trial_second_size(encoder: EncodeGraph, module: nn.Module, shape: tuple[int
     if reshape or tuple(x_hat.shape[1:]) != big:
         raise UsageError(refuse + f"decode returned {list(x_hat.shape)}, expected {[2, *big]}")
     return h // latent[1]
+
+
+def graph_metadata(spec: GraphSpec, loaded: LoadedModel, opset_version: int, exporter: str) -> GraphMetadata:
+    """The contract's metadata of an fp32 graph (docs/contract.md, `vae_export_runtime.codec`):
+    shapes and classes from the model's geometry, the likelihood and extra keys from its family."""
+    g = loaded.geometry
+    return GraphMetadata(
+        role=spec.role, latent_shape=g.latent_dims(), image_shape=None if g.dynamic_size else g.image_shape,
+        likelihood=loaded.family.likelihood, variant=FP32, stride=g.stride if g.dynamic_size else None,
+        export_size=g.size if g.dynamic_size else None, num_classes=g.num_classes, class_names=loaded.class_names,
+        version=__version__, checkpoint_sha256=loaded.checkpoint_sha256, source=loaded.source,
+        opset=str(opset_version), exporter=exporter, extra=tuple(loaded.extra_metadata.items()),
+    )

@@ -42,9 +42,8 @@ def latency_plot(results: list[BenchRow], graph: str = "decoder", size: tuple[in
     rows = [r for r in results if r.graph == graph]
     series: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        # One line per engine and variant: ONNX Runtime and OpenVINO both run the fp32 graph,
-        # and one label for both drew a single line zig-zagging between their points.
-        label = "torch (eager)" if r.engine == "torch" else f"{r.engine} {r.variant}"
+        # one line per engine, precision and variant (torch:bf16 and openvino are their own lines)
+        label = f"{r.engine_label} (eager)" if r.engine == "torch" else f"{r.engine_label} {r.variant}"
         series.setdefault(label, []).append((r.batch, r.p50_ms))
     width, height = size
     left, right, top, bottom = 70, 170, 30, 50

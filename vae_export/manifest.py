@@ -108,7 +108,11 @@ def plain_file_name(name: str) -> bool:
 
 @dataclass(frozen=True)
 class ArtifactEntry:
-    """One listed graph file: its role, variant, hash, size and I/O signature."""
+    """One listed graph file: its role, variant, hash, size and I/O signature. Files with
+    bounded shapes (ExecuTorch programs) also record `bounds`, every input's and output's
+    largest shape, batch included (by name), and `executorch` (`planned_bytes`, the arena the
+    program allocates when it loads, and `undelegated_ops`, the kernels it needs outside
+    XNNPACK). Both keys are absent for ONNX files, as in manifests written before them."""
 
     file: str
     graph: str
@@ -118,10 +122,23 @@ class ArtifactEntry:
     opset: int | None
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    bounds: dict[str, list[int]] | None = None
+    executorch: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "graph": self.graph, "variant": self.variant, "sha256": self.sha256,
+        data = {"file": self.file, "graph": self.graph, "variant": self.variant, "sha256": self.sha256,
                 "bytes": self.bytes, "opset": self.opset, "inputs": self.inputs, "outputs": self.outputs}
+        return {**data, **({"bounds": self.bounds} if self.bounds is not None else {}),
+                **({"executorch": self.executorch} if self.executorch is not None else {})}
+
+    def admits(self, shapes: dict[str, tuple[int, ...]]) -> bool:
+        """Whether values of these shapes (without the batch, by name) are within the file's
+        `bounds` (always, for a file without bounds). The batch is not asked: engines split a
+        larger one into calls within the bound."""
+        if self.bounds is None:
+            return True
+        return all(all(s <= b for s, b in zip(shape, self.bounds[name][1:]))
+                   for name, shape in shapes.items() if name in self.bounds)
 
     @classmethod
     def from_json(cls, data: Any, where: str, path: Path) -> ArtifactEntry:
@@ -138,10 +155,11 @@ class ArtifactEntry:
         digest = f.text("sha256")
         if not _SHA256.fullmatch(digest):
             f.fail(f.name("sha256"), "64 lowercase hex digits", digest)
+        inputs, outputs = _signature(f, "inputs"), _signature(f, "outputs")
         return cls(
             file=name, graph=graph, variant=variant, sha256=digest,
             bytes=f.count("bytes", high=1 << 40), opset=f.count("opset", high=1000, optional=True),
-            inputs=_signature(f, "inputs"), outputs=_signature(f, "outputs"),
+            inputs=inputs, outputs=outputs, bounds=_bounds(f, [*inputs, *outputs]), executorch=_executorch(f),
         )
 
 
@@ -155,6 +173,34 @@ def _signature(f: _Fields, key: str) -> list[dict[str, Any]]:
     if len(values) > 16:
         f.fail(f.name(key), "at most 16 values", f"{len(values)} values")
     return values
+
+
+def _bounds(f: _Fields, values: list[dict[str, Any]]) -> dict[str, list[int]] | None:
+    """`bounds`: for every listed input and output, its largest shape (positive integers, the
+    signature's rank, its fixed sizes where it has them)."""
+    bounds = f.obj("bounds", optional=True)
+    if bounds is None:
+        return None
+    signature = {v["name"]: v["shape"] for v in values}
+    if set(bounds.data) != set(signature):
+        bounds.fail(f.name("bounds"), f"the largest shape of each of {', '.join(signature)}", sorted(bounds.data))
+    out = {}
+    for name, shape in signature.items():
+        largest = bounds.shape(name, rank=len(shape))
+        if any(isinstance(d, int) and d != b for d, b in zip(shape, largest)):
+            bounds.fail(bounds.name(name), f"the fixed sizes of the signature {shape}", list(largest))
+        out[name] = list(largest)
+    return out
+
+
+def _executorch(f: _Fields) -> dict[str, Any] | None:
+    facts = f.obj("executorch", optional=True)
+    if facts is None:
+        return None
+    ops = facts.get("undelegated_ops", list, "a list of operator names")
+    if len(ops) > 256 or not all(isinstance(op, str) and 0 < len(op) <= 255 and op.isprintable() for op in ops):
+        facts.fail(facts.name("undelegated_ops"), "at most 256 operator names", ops)
+    return {"planned_bytes": facts.count("planned_bytes", high=1 << 40), "undelegated_ops": ops}
 
 
 @dataclass(frozen=True)
@@ -218,6 +264,9 @@ class Manifest:
     artifacts: tuple[ArtifactEntry, ...]
     parity: dict[str, Any] | None = None
     bench: dict[str, Any] | None = None
+    # `bench --recommend`: the fastest verified engine per graph, size and batch on the machine
+    # that measured it (vae_export_runtime.recommend owns and validates the format)
+    recommendation: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys a newer version added: kept as they are
 
     # ---- reading ------------------------------------------------------------------------
@@ -256,7 +305,16 @@ class Manifest:
             f.fail("artifacts", "each file listed once", sorted({n for n in names if names.count(n) > 1}))
         versions = f.get("versions", dict, "a JSON object of strings")
         known = {"format", "vae_export_version", "model", "checkpoint", "opset", "exporter", "versions",
-                 "artifacts", "parity", "bench"}
+                 "artifacts", "parity", "bench", "recommendation"}
+        recommendation = f.get("recommendation", dict, "a JSON object", optional=True)
+        if recommendation is not None:
+            from vae_export_runtime.recommend import Recommendation
+            from vae_export_runtime.errors import RuntimeInputError
+
+            try:
+                Recommendation.from_json(recommendation, str(path))
+            except RuntimeInputError as exc:
+                raise VAEExportError(str(exc)) from None
         return cls(
             vae_export_version=f.text("vae_export_version", limit=64),
             model=ModelInfo.from_json(model),
@@ -268,6 +326,7 @@ class Manifest:
             artifacts=artifacts,
             parity=f.get("parity", dict, "a JSON object", optional=True),
             bench=f.get("bench", dict, "a JSON object", optional=True),
+            recommendation=recommendation,
             extra={k: v for k, v in f.data.items() if k not in known},
         )
 
@@ -285,7 +344,7 @@ class Manifest:
             "artifacts": [e.to_json() for e in self.artifacts],
             **self.extra,
         }
-        for key in ("parity", "bench"):
+        for key in ("parity", "bench", "recommendation"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
         return data
@@ -294,7 +353,7 @@ class Manifest:
         atomic_write_json(artifacts / MANIFEST_NAME, self.to_json())
 
     def with_summary(self, key: str, summary: dict[str, Any]) -> Manifest:
-        """A copy with a later command's summary (`parity` or `bench`)."""
+        """A copy with a later command's summary (`parity`, `bench` or `recommendation`)."""
         return replace(self, **{key: summary})
 
     # ---- what readers ask of it ---------------------------------------------------------

@@ -15,7 +15,7 @@ from onnx import TensorProto
 
 from vae_export.errors import UsageError, VAEExportError, first_line
 from vae_export_runtime.codec import GraphMetadata
-from vae_export_runtime.contract import GraphSpec
+from vae_export_runtime.contract import PTE_SUFFIX, GraphSpec
 from vae_export_runtime.limits import MAX_ELEMENTS
 from vae_export_runtime.session import make_session
 
@@ -165,6 +165,17 @@ def describe(path: Path) -> dict[str, Any]:
     files: what ONNX Runtime reports, the signature and metadata)."""
     if path.suffix == ".ort":
         return {"file": str(path), "bytes": path.stat().st_size, "format": "ort", **ort_signature(path)}
+    if path.suffix == PTE_SUFFIX:  # an ExecuTorch program: its runtime reports it (the bounds are its plan)
+        from vae_export_runtime.pte import PteBackend, open_backend
+
+        backend: PteBackend = open_backend(path)
+        program = backend.program
+
+        def values(items: Any) -> list[dict[str, Any]]:
+            return [{"name": t.name, "dtype": "float", "shape": t.shape(), "bounds": list(t.bounds)} for t in items]
+
+        return {"file": str(path), "bytes": program.bytes, "format": "pte", "inputs": values(program.inputs),
+                "outputs": values(program.outputs), "metadata": dict(program.metadata)}
     model = load_onnx(path)
     return {
         "file": str(path),

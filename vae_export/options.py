@@ -16,16 +16,6 @@ EXPORTERS = ("dynamo", "torchscript")
 DATASETS = ("digits", "mnist", "fashion-mnist")
 ARCHS = ("mlp", "conv")
 Size = tuple[int, int]
-# Stated bounds on the toolkit's own options; the runtime's counts (batch, steps, samples,
-# seeds, values) are `vae_export_runtime.limits`, the same for the CLI, the runtime and the server.
-MAX_ITERATIONS = 1_000_000  # bench calls per row
-# bench rounds per row: a baseline keeps one median per round, and judging it resamples them
-# 4,000 times (abtest.unpaired), so this bounds that work (4,000 x 1,000 x 8 bytes = 32 MB)
-MAX_ROUNDS = 1000
-MAX_MIN_TIME_S = 600.0  # bench time budget per row
-MAX_THREADS = 256
-MAX_WIDTH = 65536  # --hidden-dim, --latent-dim
-MAX_LABELS = 1 << 24  # --labels (the dataset bounds it further)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +66,9 @@ class ExportOptions:
 @dataclass(frozen=True, kw_only=True)
 class VerifyOptions:
     batch_sizes: tuple[int, ...] = (1, 2, 7, 64)
-    engines: tuple[str, ...] = ("onnxruntime",)  # `--engine`: the graph engines checked against PyTorch
+    # `--engine`: the graph engines checked against PyTorch (none: each file on the engine that
+    # runs it, ONNX Runtime for .onnx/.ort, ExecuTorch for .pte)
+    engines: tuple[str, ...] = ()
     atol: float = 1e-5
     rtol: float = 1e-4
     device: str = "cpu"
@@ -100,6 +92,7 @@ class BenchOptions:
     baseline: Path | None = None  # a previous report: the regression gate
     max_regression: float = 1.5
     rounds: int = 5  # alternating rounds per row
+    recommend: bool = False  # record the recommendation in manifest.json (bench --recommend)
 
 
 @dataclass(frozen=True, kw_only=True)

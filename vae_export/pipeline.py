@@ -131,8 +131,7 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
 
     manifest = Manifest.read(artifacts)
     integrity = manifest.check_integrity(artifacts)  # integrity first: nothing runs on a changed file
-    for name in options.engines:
-        parity.check_engine(name, options.device)  # an unknown or missing engine fails before any loading
+    parity.engines_for(manifest, artifacts, options.engines, options.device)  # unknown or missing: before any loading
     # Sizes and batches must fit in memory before the model is even loaded (PyTorch, then
     # each engine, run every case). Comparing one output holds ~16 copies of it (both sides
     # in float64, the difference, relative and excess errors, their temporaries: compare.py),
@@ -147,10 +146,24 @@ def verify_artifacts(artifacts: Path, source: ModelSource = ModelSource(), optio
     report = parity.verify(artifacts, manifest, integrity, loaded, options.batch_sizes, options.atol, options.rtol,
                            options.device, images, images_source, progress, sizes, options.engines)
     if report.passed:  # a failed check leaves the artifacts directory as it was
-        record_summary(artifacts, "parity", report.summary())
+        record_summary(artifacts, "parity", {**report.summary(),
+                                             "verified": _merged_verified(manifest, parity.verified_entries(report, manifest))})
     if options.json_path is not None:
         atomic_write_json(options.json_path, report.to_json())
     return report
+
+
+MAX_VERIFIED = 256  # entries the manifest keeps of passed verify runs
+
+
+def _merged_verified(manifest: Manifest, new: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of passed verify runs, with this run's added (a run of another
+    engine does not erase the others'; entries of files no longer listed are dropped)."""
+    old = (manifest.parity or {}).get("verified")
+    listed = {e.file for e in manifest.artifacts}
+    merged = {k: v for k, v in (old if isinstance(old, dict) else {}).items() if k.partition("|")[2] in listed}
+    merged.update(new)
+    return dict(list(merged.items())[-MAX_VERIFIED:])
 
 
 @dataclass
@@ -186,6 +199,11 @@ def bench_artifacts(artifacts: Path, source: ModelSource = ModelSource(), option
     gate = bench.compare_baseline(report, o.baseline, o.max_regression) if o.baseline is not None else None
     if gate is None or gate.passed:  # a failed gate leaves the artifacts directory as it was
         record_summary(artifacts, "bench", report.summary())
+        if o.recommend:
+            from vae_export.recommend import recorded
+
+            rec = recorded(report.recommendations or [], report.env, report.noise)
+            record_summary(artifacts, "recommendation", rec.to_json())
     if o.json_path is not None:
         atomic_write_json(o.json_path, report.to_json())
     return BenchOutcome(report, gate)
@@ -237,6 +255,7 @@ class RunResult:
     seconds: float
 
     def raise_if_failed(self) -> None:
+        self.exported.raise_if_failed()
         self.verify.raise_if_failed()
 
 

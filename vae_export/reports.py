@@ -57,12 +57,13 @@ class CheckRow:
     # classifier rows: the fraction of images whose ONNX Runtime argmax is PyTorch's
     argmax_agreement: float | None = None
     engine: str | None = None  # the engine checked, when not ONNX Runtime (verify --engine)
+    precision: str | None = None  # a reduced engine precision (verify --engine NAME:bf16); None: fp32
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         extra, error, size = data.pop("extra"), data.pop("error"), data.pop("size")
-        agreement, engine = data.pop("argmax_agreement"), data.pop("engine")
+        agreement, engine, precision = data.pop("argmax_agreement"), data.pop("engine"), data.pop("precision")
         out: dict[str, Any] = {}
         for key, value in data.items():
             out[key] = value
@@ -70,7 +71,8 @@ class CheckRow:
                 out["error"] = error  # where earlier versions put it
         return {**out, **({"size": size} if size is not None else {}),
                 **({"argmax_agreement": agreement} if agreement is not None else {}),
-                **({"engine": engine} if engine is not None else {}), **extra}
+                **({"engine": engine} if engine is not None else {}),
+                **({"precision": precision} if precision is not None else {}), **extra}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckRow:
@@ -177,13 +179,15 @@ def check_row_types(row: dict[str, Any], where: str) -> None:
         value = row[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             fail(name, "a finite non-negative number")
+    if "precision" in row and (not isinstance(row["precision"], str) or len(row["precision"]) > 32):
+        fail("precision", "a string of at most 32 characters")
     if row.get("speedup_vs_torch") is not None:
         value = row["speedup_vs_torch"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             fail("speedup_vs_torch", "a finite number or null")
 
 
-MATCH_KEYS = ("graph", "engine", "variant", "provider", "batch", "threads", "size")
+MATCH_KEYS = ("graph", "engine", "variant", "precision", "provider", "batch", "threads", "size")
 
 
 @dataclass
@@ -208,6 +212,18 @@ class BenchRow:
     size: list[int] | None = None  # [H, W], for graphs with a symbolic size
     ms_per_megapixel: float | None = None  # p50 per million pixels of the batch, with `size`
     round_p50_ms: list[float] | None = None  # per-round medians: what a later run's gate compares
+    # the arithmetic the engine ran at: "fp32", or a reduced precision ("bf16"), never hidden;
+    # bench always writes it; None only in a report read from a version before it existed (fp32)
+    precision: str | None = None
+    # memory (MiB; bench.py's docstring says how measured): the call's peak RSS above the loaded
+    # session (its arena's earlier growth included), and the session's own size when opened
+    peak_mib: float | None = None
+    session_mib: float | None = None
+    # the in-run check against PyTorch fp32 on the same feeds (None: no PyTorch row), and
+    # whether `verify` passed for this engine, precision and file on this CPU
+    psnr_db: float | None = None
+    check_passed: bool | None = None
+    verified: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -221,12 +237,26 @@ class BenchRow:
         pixels = self.batch * h * w
         return self.p50_ms / (pixels / 1e6) if pixels else None
 
+    @property
+    def arithmetic(self) -> str:
+        return self.precision or "fp32"
+
     def key(self) -> tuple[Any, ...]:
-        return tuple(tuple(v) if isinstance(v := getattr(self, k), list) else v for k in MATCH_KEYS)
+        values = [self.arithmetic if k == "precision" else getattr(self, k) for k in MATCH_KEYS]
+        return tuple(tuple(v) if isinstance(v, list) else v for v in values)
 
     def label(self) -> str:
         size = f" {self.size[0]}x{self.size[1]}" if self.size else ""
-        return f"{self.graph} {self.variant} {self.engine}{size} batch {self.batch}"
+        return f"{self.graph} {self.variant} {self.engine_label}{size} batch {self.batch}"
+
+    @property
+    def engine_label(self) -> str:
+        """"engine" at fp32, "engine:precision" otherwise (how --engine names it)."""
+        return self.engine if self.arithmetic == "fp32" else f"{self.engine}:{self.arithmetic}"
+
+    def shape(self) -> tuple[Any, ...]:
+        """The workload: graph, size and batch (rows of one shape compete)."""
+        return (self.graph, tuple(self.size or ()), self.batch)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -235,6 +265,9 @@ class BenchRow:
             del data["size"], data["ms_per_megapixel"]
         if data["round_p50_ms"] is None:
             del data["round_p50_ms"]
+        for key in ("precision", "peak_mib", "session_mib", "psnr_db", "check_passed", "verified"):
+            if data[key] is None:  # not measured: absent, as before these existed
+                del data[key]
         return {**data, **extra}
 
     @classmethod
@@ -242,7 +275,8 @@ class BenchRow:
         if not isinstance(data, dict):
             raise VAEExportError(f"{where}: expected a JSON object, found {type(data).__name__}")
         known, extra = _known(cls, data)
-        optional = ("speedup_vs_torch", "size", "ms_per_megapixel", "round_p50_ms", "extra")
+        optional = ("speedup_vs_torch", "size", "ms_per_megapixel", "round_p50_ms", "extra", "precision",
+                    "peak_mib", "session_mib", "psnr_db", "check_passed", "verified")
         missing = [f.name for f in fields(cls) if f.name not in known and f.name not in optional]
         if missing:
             raise VAEExportError(f"{where}: missing {', '.join(missing)}")
@@ -259,16 +293,21 @@ class BenchReport:
     results: list[BenchRow]
     rounds: int | None = None
     calibration: dict[str, Any] | None = None  # the same-run matmul rate (calibration.py)
+    # the fastest verified (engine, variant, precision) per graph, size and batch (recommend.py)
+    recommendations: list[dict[str, Any]] | None = None
+    noise: float | None = None  # the run's own noise: median relative spread of round p50s
 
     def add_speedups(self) -> None:
-        """speedup_vs_torch = PyTorch fp32 p50 / this row's p50, for every other engine's rows."""
+        """speedup_vs_torch = PyTorch eager fp32 p50 / this row's p50, for every other row
+        (PyTorch's bf16 rows included: reduced precision against the fp32 baseline)."""
         def shape(r: BenchRow) -> tuple[Any, ...]:
             return (r.graph, r.batch, tuple(r.size or ()))
 
-        torch_p50 = {shape(r): r.p50_ms for r in self.results if r.engine == "torch"}
+        torch_p50 = {shape(r): r.p50_ms for r in self.results if r.engine == "torch" and r.arithmetic == "fp32"}
         for row in self.results:
             ref = torch_p50.get(shape(row))
-            row.speedup_vs_torch = (ref / row.p50_ms) if ref and row.engine != "torch" else None
+            baseline = row.engine == "torch" and row.arithmetic == "fp32"
+            row.speedup_vs_torch = (ref / row.p50_ms) if ref and not baseline else None
 
     def summary(self) -> dict[str, Any]:
         """What the manifest keeps: p50 per row and the environment's essentials."""
@@ -276,7 +315,7 @@ class BenchReport:
         return {
             "cpu": env["cpu"], "device": env["device"], "threads": env["threads"],
             "onnxruntime": env["onnxruntime"], "torch": env["torch"],
-            "p50_ms": {f"{r.graph}.{r.variant}.{r.engine}.b{r.batch}" + (f".{r.size[0]}x{r.size[1]}" if r.size else ""):
+            "p50_ms": {f"{r.graph}.{r.variant}.{r.engine_label}.b{r.batch}" + (f".{r.size[0]}x{r.size[1]}" if r.size else ""):
                        round(r.p50_ms, 5) for r in self.results},
         }
 
@@ -285,7 +324,10 @@ class BenchReport:
                                 "min_time_s": self.min_time_s}
         if self.rounds is not None:
             data.update(rounds=self.rounds, calibration=self.calibration)
-        return {**data, "results": [r.to_json() for r in self.results]}
+        data = {**data, "results": [r.to_json() for r in self.results]}
+        if self.recommendations is not None:
+            data.update(noise=self.noise, recommendations=self.recommendations)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchReport:
@@ -300,7 +342,9 @@ class BenchReport:
         return cls(env=data.get("env", {}), warmup=data.get("warmup", 0), iterations=data.get("iterations", 0),
                    min_time_s=data.get("min_time_s", 0.0),
                    results=[BenchRow.from_json(r, f"results[{i}]") for i, r in enumerate(rows)],
-                   rounds=data.get("rounds"), calibration=data.get("calibration"))
+                   rounds=data.get("rounds"), calibration=data.get("calibration"),
+                   recommendations=data.get("recommendations") if isinstance(data.get("recommendations"), list) else None,
+                   noise=data.get("noise") if isinstance(data.get("noise"), (int, float)) else None)
 
     @classmethod
     def read(cls, path: Path, option: str = "--baseline") -> BenchReport:

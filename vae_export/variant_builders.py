@@ -1,5 +1,6 @@
 """The builders of the variants in the registry (`variants.py`), each with ONNX Runtime's own
-tools: quantize_dynamic, quantize_static, the float16 converter, the .ort converter.
+tools: quantize_dynamic, quantize_static, the float16 converter, the .ort converter; and the
+ExecuTorch programs, lowered from the PyTorch module (`lowering.py`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import io
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from vae_export.artifacts import atomic_write_bytes
 from vae_export.errors import VAEExportError
 from vae_export.inputs import calibration_inputs, with_labels
 from vae_export.onnxinfo import graph_metadata, set_metadata
@@ -144,13 +147,37 @@ def ort_format(src: Path, spec: GraphSpec) -> list[tuple[Path, str]]:
     return [(opt_path, OPTIMIZED), (ort_path, ORT_FORMAT)]
 
 
-def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, images: np.ndarray | None) -> list[tuple[Path, str]]:
-    """Build one registered variant of the fp32 graph at `src` beside it; returns (file,
-    variant name) for each file written (`ort` also writes the `optimized` ONNX)."""
-    builder = globals()[REGISTRY[variant].builder]  # type: ignore[index]
+def executorch(variant: str, dst: Path, spec: GraphSpec, loaded: Any, images: np.ndarray | None) -> Any:
+    """The graph as an ExecuTorch program for XNNPACK (`executorch`; `executorch-int8`
+    quantised with XNNPACK's PT2E quantizer), lowered from the PyTorch module within the
+    family's bounds; returns the `lowering.Lowered` facts the manifest records. Raises
+    `lowering.LoweringError` naming the op when the model does not lower."""
+    from vae_export.lowering import lower_graph
+
+    lowered = lower_graph(loaded, spec, variant, images)
+    atomic_write_bytes(dst, lowered.data)
+    return lowered
+
+
+@dataclass(frozen=True)
+class Built:
+    """One file a builder wrote: its path, its variant, and for a .pte its lowering facts."""
+
+    path: Path
+    variant: str
+    lowered: Any = None  # lowering.Lowered for ExecuTorch programs
+
+
+def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, images: np.ndarray | None) -> list[Built]:
+    """Build one registered variant of the fp32 graph at `src` beside it; returns each file
+    written (`ort` also writes the `optimized` ONNX)."""
+    record = REGISTRY[variant]
+    builder = globals()[record.builder]  # type: ignore[index]
     if variant == ORT_FORMAT:
-        return builder(src, spec)  # type: ignore[no-any-return]
+        return [Built(path, name) for path, name in builder(src, spec)]
     dst = src.parent / graph_filename(spec.role, variant)
+    if record.format == "pte":  # lowered from the PyTorch module, not converted from the .onnx
+        return [Built(dst, variant, builder(variant, dst, spec, loaded, images))]
     try:
         builder(src, dst, spec, loaded, images)
     except VAEExportError:
@@ -158,7 +185,7 @@ def build_variant(variant: str, src: Path, spec: GraphSpec, loaded: Any, images:
     except Exception as exc:  # ORT tool errors: keep the first line, name the variant
         raise VAEExportError(f"--variant {variant}: building {dst.name} failed ({type(exc).__name__}: {exc})") from None
     _retag(dst, src, variant)
-    return [(dst, variant)]
+    return [Built(dst, variant)]
 
 
 # fp16-mixed: a node runs in float32 when any float tensor it reads or writes reached more than

@@ -1,10 +1,15 @@
 """`vae-export web`: a static page that runs the decoder in the browser with onnxruntime-web.
 
-The site is plain files (index.html, app.js, decoder.onnx, contract.json and the vendored
-onnxruntime-web runtime): any static host serves it, nothing is fetched from a CDN at run
-time. onnxruntime-web comes from the npm registry at build time (`npm install`, cached in
-$VAE_EXPORT_DATA/npm or ~/.cache/vae-export/npm), or from `--ort-web DIR`, an installed
-`onnxruntime-web` package directory.
+The site is plain files: index.html and app.js (the page), vae-export-runtime.js (the npm
+package of js/ as one ES module, which reads the graph's own metadata, checks every call and
+draws the seeded samples: the page re-implements none of the contract), decoder.onnx, page.json
+(what to show: the size) and the vendored onnxruntime-web runtime. Any static host serves it;
+nothing is fetched from a CDN at run time and nothing is built: the page's files are copied from
+this package's data (vae_export/webapp/, which the wheel carries; vae-export-runtime.js there is
+generated from js/src by js/scripts/bundle.mjs and tests keep it current). onnxruntime-web comes
+from the npm registry at build time (`npm install`, cached in $VAE_EXPORT_DATA/npm or
+~/.cache/vae-export/npm), or from `--ort-web DIR`, an installed `onnxruntime-web` package
+directory.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from vae_export_runtime.contract import graph_filename
 ORT_WEB_VERSION = "1.30.0"
 # The WASM-only build: one script, and the SIMD module it loads next to itself.
 ORT_WEB_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-APP_FILES = ("index.html", "app.js")
-SLIDERS = 8
+# The page, and the npm package vae-export-runtime in one file (index.html's import map names it).
+APP_FILES = ("index.html", "app.js", "vae-export-runtime.js")
 
 
 def _npm_install(version: str) -> Path:
@@ -61,16 +66,16 @@ def ort_web_package(ort_web: Path | None) -> Path:
 def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant: str = "fp32",
                size: tuple[int, int] | None = None) -> list[Path]:
     """Write the page into `out`; returns the files written. A decoder with a symbolic size is
-    shown at `size` (default: the runtime's `default_size`, the size it was exported at)."""
+    shown at `size` (default: the runtime's `default_size`, the size it was exported at); the
+    decoder and the size are checked here, before anything is written, as the page checks them."""
     decoder_path = artifacts / graph_filename("decoder", variant)
     if not decoder_path.is_file():
         raise UsageError(f"{decoder_path}: not found; run `vae-export export` first")
     decoder = VAEDecoder(decoder_path)  # validates the graph before anything is written
     try:
-        latent_shape = decoder.latent_shape_for(size)
+        decoder.latent_shape_for(size)
     except ValueError as exc:  # RuntimeInputError
         raise UsageError(f"--size: {exc}") from None
-    image_shape = [decoder.image_shape[0], *(size or decoder.default_size)]
     package = ort_web_package(ort_web)
     ensure_dir(out, "--out")
     written = []
@@ -79,20 +84,10 @@ def build_site(artifacts: Path, out: Path, ort_web: Path | None = None, variant:
         written.append(out / name)
     atomic_write_bytes(out / "decoder.onnx", decoder_path.read_bytes())
     written.append(out / "decoder.onnx")
-    contract = {
-        "latent_shape": list(latent_shape),
-        "image_shape": image_shape,
-        # flat latents: one slider per latent value; spatial ones: one per channel
-        "sliders": min(SLIDERS, latent_shape[0]),
-        # conditional decoders: the page adds a class selector and a mix slider between two classes
-        "num_classes": decoder.num_classes,
-        "class_names": list(decoder.class_names) or [str(k) for k in range(decoder.num_classes)],
-        "variant": variant,
-        "onnxruntime_web": package.joinpath("package.json").is_file()
-        and json.loads((package / "package.json").read_text()).get("version"),
-    }
-    atomic_write_bytes(out / "contract.json", json.dumps(contract, indent=2).encode())
-    written.append(out / "contract.json")
+    # What to show, not what the graph is: the page reads that from decoder.onnx itself.
+    page = {"size": None if size is None else [int(size[0]), int(size[1])]}
+    atomic_write_bytes(out / "page.json", json.dumps(page).encode())
+    written.append(out / "page.json")
     app = resources.files("vae_export") / "webapp"
     for name in APP_FILES:
         atomic_write_bytes(out / name, app.joinpath(name).read_bytes())

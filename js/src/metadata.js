@@ -37,6 +37,13 @@ const KNOWN = ["role", "latent_dim", "image_shape", "version", "checkpoint_sha25
 
 const INVALID = Symbol("invalid JSON");
 
+// Python's str.strip(): the characters str.isspace() accepts. Not String.prototype.trim's set,
+// which adds U+FEFF and lacks U+001C..U+001F and U+0085 (docs/contract.md, "Metadata").
+const PY_SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const SURROUNDING_SPACE = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+/** @param {string} text */
+export const pyStrip = (text) => text.replace(SURROUNDING_SPACE, "");
+
 /**
  * JSON.parse, with Python's reading of numbers: json.loads makes `1.0` or `1e2` a float, which
  * no integer field accepts, while JSON.parse would make them the integers 1 and 100. So a
@@ -85,7 +92,7 @@ class Reader {
 
   /** A JSON list of positive integers (null allowed where `symbolic`), or the v1 `C,H,W`. */
   shape(key, ranks, symbolic) {
-    const text = this.ours.get(key).trim();
+    const text = pyStrip(this.ours.get(key));
     const value = text.startsWith("[") ? this.json(key) : csvInts(text);
     const ok = Array.isArray(value) && ranks.includes(value.length) &&
       value.every((v) => (v === null && symbolic) || (isInt(v) && v >= 1 && v <= MAX_ELEMENTS));
@@ -104,7 +111,7 @@ class Reader {
     const latent = o.has("latent_shape")
       ? this.shape("latent_shape", [1, 3], true)
       : [this.count("latent_dim", 1, MAX_ELEMENTS)]; // v1 graphs: a flat latent, its size in latent_dim
-    const image = o.get("image_shape").trim() === "null" ? null : this.shape("image_shape", [3], false);
+    const image = pyStrip(o.get("image_shape")) === "null" ? null : this.shape("image_shape", [3], false);
     const likelihood = o.get("likelihood") ?? "bernoulli";
     if (!LIKELIHOODS.includes(likelihood)) throw this.fail("likelihood", `one of ${LIKELIHOODS.join(", ")}`);
     const stride = this.count("stride", 1, MAX_STRIDE);
@@ -140,7 +147,7 @@ class Reader {
 }
 
 function csvInts(text) {
-  const parts = text.split(",").map((p) => p.trim());
+  const parts = text.split(",").map(pyStrip);
   return parts.every((p) => /^[0-9]+$/.test(p)) ? parts.map(Number) : INVALID;
 }
 

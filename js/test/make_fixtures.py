@@ -1,12 +1,13 @@
-"""Exports the graphs the package's graph tests and the cross-host parity test run on, through
-the toolkit's own CLI (one process: the commands run in-process, so torch is imported once).
+"""Exports the graphs the package's graph tests and the cross-host parity test run on: the sets
+the Python runtime's own suite uses (vae_export.workloads.runtime_fixtures, one process), plus
+the metadata variants below.
 
     /work/main/.venv/bin/python js/test/make_fixtures.py /tmp/vae-fixtures
     VAE_EXPORT_FIXTURES=/tmp/vae-fixtures npm test --prefix js
 
 Writes one artifacts directory per model kind, each as `vae-export export` leaves it:
 
-    flat/   the MLP reference, flat latent [32]                        (train, export)
+    flat/   the MLP reference, flat latent [16]                        (train, export)
     conv/   the conv reference, spatial latent, symbolic size           (train --arch conv, export --dynamic-size)
     cond/   a conditional MLP, y [batch, 10]                            (train --conditional, export)
     m2/     a semi-supervised M2 MLP with classifier.onnx               (train --labels 100, export)
@@ -32,55 +33,18 @@ import time
 from pathlib import Path
 
 KINDS = ("flat", "conv", "cond", "m2", "kl")
-
-# The toolkit's commands for each kind (after `--artifacts DIR`). Small widths keep training
-# and export quick; one epoch gives weights that are no longer the initialisation.
-TRAIN = {
-    "flat": ["--epochs", "1", "--hidden-dim", "64", "--latent-dim", "16"],
-    "conv": ["--epochs", "1", "--arch", "conv", "--channels", "8"],
-    "cond": ["--epochs", "1", "--hidden-dim", "64", "--latent-dim", "8", "--conditional"],
-    "m2": ["--epochs", "1", "--hidden-dim", "64", "--latent-dim", "8", "--labels", "100"],
-}
-EXPORT = {"flat": [], "conv": ["--dynamic-size"], "cond": [], "m2": []}
-
-# tests/conftest.py's TINY_KL_CONFIG: a random AutoencoderKL small enough to export in seconds.
-TINY_KL_CONFIG = {"block_out_channels": (8, 16), "down_block_types": ("DownEncoderBlock2D",) * 2,
-                  "up_block_types": ("UpDecoderBlock2D",) * 2, "layers_per_block": 1, "norm_num_groups": 4,
-                  "latent_channels": 4, "sample_size": 32, "scaling_factor": 0.5}
-
 META = "vae_export."
 # The toolkit of this checkout (the one beside js/), not whichever one the venv has installed.
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cli(args: list[str]) -> None:
-    from click.testing import CliRunner
-
-    from vae_export.cli import main
-
-    result = CliRunner().invoke(main, args)
-    if result.exit_code != 0:
-        raise RuntimeError(f"vae-export {' '.join(args)} failed (exit {result.exit_code}):\n{result.output}")
-
-
 def make_kind(out: Path, kind: str) -> Path:
-    """One kind's artifacts directory under `out` (re-used when its manifest is there)."""
-    d = out / kind
-    if (d / "manifest.json").is_file():
-        return d
-    d.mkdir(parents=True, exist_ok=True)
-    if kind == "kl":
-        import torch
-        from diffusers import AutoencoderKL
+    """One kind's artifacts directory under `out`: the same sets the Python runtime's own suite
+    runs on (vae_export.workloads.runtime_fixtures), re-used when present."""
+    from vae_export.workloads import runtime_fixtures
 
-        torch.manual_seed(0)
-        AutoencoderKL(**TINY_KL_CONFIG).save_pretrained(out / "kl-model")
-        _cli(["export", "--artifacts", str(d), "--model", "diffusers:AutoencoderKL", "--checkpoint",
-              str(out / "kl-model")])
-    else:
-        _cli(["train", "--artifacts", str(d), "-q", *TRAIN[kind]])
-        _cli(["export", "--artifacts", str(d), *EXPORT[kind]])
-    return d
+    runtime_fixtures(out, (kind,))
+    return out / kind
 
 
 def _rewrite_metadata(src: Path, dst: Path, change) -> None:

@@ -104,6 +104,22 @@ test("every structural key's rule", () => {
   for (const [o, message] of cases) fails(o, message);
 });
 
+test("surrounding whitespace is Python's str.strip() set, not String.prototype.trim's", () => {
+  const CONV = { role: "decoder", image_shape: "null", latent_shape: "[4, null, null]", stride: "4" };
+  for (const space of ["\t", "\x1c", "\x85", "\u3000"]) {
+    assert.equal(read({ ...CONV, image_shape: `${space}null${space}` }).imageShape, null);
+  }
+  for (const space of ["\t", "\x85", "\u3000"]) {
+    assert.deepEqual(read({ ...FLAT, image_shape: `1,${space}28 ,28` }).imageShape, [1, 28, 28]);
+  }
+  fails({ ...CONV, image_shape: "\ufeffnull" }, "g.onnx: metadata vae_export.image_shape: expected a list of 3 " +
+    'positive integers of at most 268435456 values, found "\\ufeffnull"');
+  // a JSON value is parsed as written: JSON's own whitespace only
+  assert.deepEqual(read({ ...FLAT, latent_shape: " \t[32]\n" }).latentShape, [32]);
+  fails({ ...FLAT, latent_shape: "\x85[32]" }, "g.onnx: metadata vae_export.latent_shape: expected a list of 1 or 3 " +
+    'positive integers (null for symbolic) of at most 268435456 values, found "\\u0085[32]"');
+});
+
 test("a long value is shown cut at 60 characters", () => {
   const long = "x".repeat(100);
   fails({ ...FLAT, role: long }, `g.onnx: metadata vae_export.role: expected one of encoder, decoder, classifier, found "${"x".repeat(60)}..."`);

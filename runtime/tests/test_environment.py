@@ -1,5 +1,6 @@
 """What the runtime costs an app: it imports nothing beyond the standard library, numpy and
-onnxruntime, and nothing platform-specific. (That it installs and passes alone, with torch,
+onnxruntime, and nothing platform-specific (pte.py, the ExecuTorch backend, imports ExecuTorch
+and torch only when a .pte is opened). (That it installs and passes alone, with torch,
 onnx, scipy and scikit-learn absent, is the toolkit's tests/test_runtime_alone.py.)"""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("codec", "checks", "contract", "errors", "graphs", "limits", "sampling", "session", "tiling")
+MODULES = ("backends", "budget", "checks", "codec", "contract", "cpu", "errors", "graphs", "limits", "memory",
+           "openvino_backend", "ort_openvino", "pte", "recommend", "sampling", "session", "tiling")
 
 
 def test_imports_only_the_standard_library_numpy_and_onnxruntime():

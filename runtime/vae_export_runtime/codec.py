@@ -129,9 +129,10 @@ class _Reader:
         text = self.ours.get(key)
         if text is None:
             return None
-        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        value = _decimal(text)
+        if value is None or not low <= value <= high:
             raise self.fail(key, f"an integer from {low} to {high}")
-        return int(text)
+        return value
 
     def shape(self, key: str, ranks: tuple[int, ...], symbolic: bool) -> Shape:
         """A JSON list of positive integers (None allowed where `symbolic`), or the v1 `C,H,W`."""
@@ -186,11 +187,22 @@ class _Reader:
 _INVALID = object()  # a JSON value that did not parse (fails every check)
 
 
+MAX_DIGITS = 12  # every bound here fits; a longer number is refused before int() reads it
+
+
+def _decimal(text: str) -> int | None:
+    """A non-negative decimal integer of ASCII digits (leading zeros allowed, at most
+    MAX_DIGITS significant ones), else None: `int()` alone would take other digits, signs,
+    underscores, and would spend quadratic time (or refuse) on thousands of digits."""
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit() and len(digits) <= MAX_DIGITS):
+        return None
+    return int(digits)
+
+
 def _csv_ints(text: str) -> list[int] | object:
-    parts = text.split(",")
-    if not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
-        return _INVALID
-    return [int(p) for p in parts]
+    values = [_decimal(p.strip()) for p in text.split(",")]
+    return _INVALID if None in values else values
 
 
 def shape_text(shape: Sequence[int | None]) -> str:

@@ -18,6 +18,10 @@ HEIGHT_DIM, WIDTH_DIM = "height", "width"
 LATENT_HEIGHT_DIM, LATENT_WIDTH_DIM = "latent_height", "latent_width"
 FP32 = "fp32"
 ORT_FORMAT = "ort"  # the variant whose file is a .ort flatbuffer, not an .onnx
+# The ExecuTorch variants: .pte programs (XNNPACK) with the same inputs, outputs and meaning.
+EXECUTORCH, EXECUTORCH_INT8 = "executorch", "executorch-int8"
+PTE_SUFFIX = ".pte"
+_PTE_FILES = {EXECUTORCH: "{role}.pte", EXECUTORCH_INT8: "{role}.int8.pte"}
 
 Shape = tuple[int | None, ...]  # None: a symbolic dimension
 
@@ -64,9 +68,12 @@ def value_shapes(latent: Sequence[int | None], image: Sequence[int | None],
 
 def graph_filename(role: str, variant: str = FP32) -> str:
     """encoder.onnx for fp32, encoder.int8.onnx for a variant, encoder.ort for the ORT
-    format (docs/contract.md, "Variants")."""
+    format, encoder.pte and encoder.int8.pte for the ExecuTorch programs (fp32 and int8: the
+    suffix names the format, as .ort does; docs/contract.md, "Variants")."""
     if variant == FP32:
         return f"{role}.onnx"
+    if variant in _PTE_FILES:
+        return _PTE_FILES[variant].format(role=role)
     return f"{role}.ort" if variant == ORT_FORMAT else f"{role}.{variant}.onnx"
 
 

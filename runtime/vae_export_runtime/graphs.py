@@ -3,8 +3,9 @@
     from vae_export_runtime import VAEDecoder
     images = VAEDecoder("artifacts/decoder.onnx").sample(16, seed=0)  # (16, 1, 28, 28) in [0, 1]
 
-Works on every variant (fp32, int8, fp16, optimized, .ort), any latent shape (flat or
-spatial) and conditional graphs (docs/contract.md): the contract (inputs, latent shape, image
+Works on every variant (fp32, int8, fp16, optimized, .ort; and the ExecuTorch programs,
+decoder.pte and decoder.int8.pte, when `executorch` is installed: the path's suffix picks the
+engine, `backends.py`), any latent shape (flat or spatial) and conditional graphs (docs/contract.md): the contract (inputs, latent shape, image
 shape, symbolic sizes, their stride and default size, classes) is read from the graph's own
 signature and metadata (`codec.py`). A conditional graph takes its class as `labels=` (class
 indices) or `y=` (rows of class weights summing to 1, for mixes):
@@ -39,7 +40,7 @@ from vae_export_runtime.errors import RuntimeInputError
 from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
 from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
-from vae_export_runtime.backends import DEFAULT_ENGINE, Backend, open_backend
+from vae_export_runtime.backends import Backend, open_backend
 from vae_export_runtime.session import check_names, check_signature, metadata_shapes
 
 _LOG_EPS = 1e-7  # clamps probabilities away from 0 and 1 inside log()
@@ -50,7 +51,7 @@ class _Graph:
 
     def __init__(
         self, path: str | os.PathLike[str], providers: Sequence[str] | None = None, threads: int | None = None,
-        *, engine: str = DEFAULT_ENGINE,
+        *, engine: str | None = None,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise RuntimeInputError(f"path: expected a file path, found {type(path).__name__}")
@@ -58,7 +59,8 @@ class _Graph:
         if not self.path.is_file():
             raise RuntimeInputError(f"{self.path}: file not found")
         # threads: e.g. one per Ray actor's CPU share, so parallel workers do not fight over cores
-        self.backend: Backend = open_backend(self.path, engine, providers, threads)
+        self._providers, self._threads = providers, threads
+        self.backend: Backend = open_backend(self.path, engine, providers, threads, role=self.role)
         self.meta: GraphMetadata = GraphMetadata.from_props(self.backend.metadata_map(), str(self.path))
         self.spec: GraphSpec = graph_spec(self.role, conditional=self.meta.num_classes > 0)
         check_names(self.backend, self.spec, self.path)
@@ -74,6 +76,17 @@ class _Graph:
     @property
     def engine(self) -> str:
         return self.backend.engine
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the engine runs at: "fp32", or a reduced one asked for ("bf16")."""
+        return getattr(self.backend, "precision", "fp32")
+
+    @property
+    def engine_reason(self) -> str:
+        """Why this engine runs the graph: as asked, or what engine="auto" found (the recorded
+        recommendation, or the fallback to ONNX Runtime CPU and its reason)."""
+        return str(getattr(self.backend, "engine_reason", ""))
 
     @property
     def session(self) -> Any:
@@ -210,26 +223,59 @@ class VAEDecoder(_Graph):
         return (int(self.latent_shape[0]), pair[0] // stride, pair[1] // stride)  # type: ignore[arg-type]
 
     def decode(self, z: np.ndarray, y: np.ndarray | None = None, *, labels: Any = None, tile: int | None = None,
-               overlap: float = DEFAULT_OVERLAP) -> np.ndarray:
+               overlap: float = DEFAULT_OVERLAP, max_memory_mb: float | None = None) -> np.ndarray:
         """Images from latents; a conditional decoder takes `labels` (class indices: one for
         every image, or one per image) or `y` (rows of class weights summing to 1). With `tile`
         (latent cells, e.g. 64 for diffusers' 512-pixel tiles), a latent larger than a tile is
         decoded in overlapping tiles blended as diffusers' `enable_tiling()` does
-        (`tiling.py`): memory bounded by the tile, not the image."""
+        (`tiling.py`): memory bounded by the tile, not the image.
+
+        `max_memory_mb`: the process's peak resident memory (MiB) this decode may reach; the
+        tile size is chosen to stay under it (`budget.py`: a measured model of the graph's
+        memory per tile, the chosen tile measured), or the call is refused with the smallest
+        budget that would do. The session keeps its settings: on the SD-sized decoder ONNX
+        Runtime's arena and memory pattern need less than running without them (budget.py).
+        `last_plan` then holds the tile and the predicted peak."""
         z = self._check(z, "z")
         rows = condition(y, labels, self.num_classes, len(z))
+        if max_memory_mb is not None:
+            return self._decode_within(z, rows, max_memory_mb, overlap)
         if tile is None:
             return self._run(z, rows)[0]
         tile = check_count("tile", tile, 1, MAX_TILE)
-        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
-            raise RuntimeInputError("tile: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+        self._check_tiling("tile")
         if isinstance(overlap, bool) or not isinstance(overlap, numbers.Real):
             raise RuntimeInputError(f"overlap: expected a fraction in [0, 1), found {type(overlap).__name__} {overlap!r}")
         try:
-            tile_geometry(tile, self.stride, float(overlap))
+            tile_geometry(tile, self.stride, float(overlap))  # type: ignore[arg-type]
         except ValueError as exc:
             raise RuntimeInputError(str(exc)) from None
-        return tiled_decode(lambda part: self._run(part, rows)[0], z, tile, self.stride, float(overlap))
+        return tiled_decode(lambda part: self._run(part, rows)[0], z, tile, self.stride, float(overlap))  # type: ignore[arg-type]
+
+    def _check_tiling(self, what: str) -> None:
+        if len(self.latent_shape) != 3 or None not in self.latent_shape or not self.stride:
+            raise RuntimeInputError(f"{what}: tiled decoding needs a decoder with a symbolic size (--dynamic-size)")
+
+    def _decode_within(self, z: np.ndarray, rows: np.ndarray | None, max_memory_mb: Any, overlap: float) -> np.ndarray:
+        from vae_export_runtime import budget
+
+        if isinstance(max_memory_mb, bool) or not isinstance(max_memory_mb, numbers.Real) \
+                or not (0 < float(max_memory_mb) < 1 << 30):
+            raise RuntimeInputError(f"max_memory_mb: expected a positive number of MiB, found {max_memory_mb!r}")
+        self._check_tiling("max_memory_mb")
+        if overlap != DEFAULT_OVERLAP:
+            raise RuntimeInputError("max_memory_mb: plans tiles with the default overlap; pass tile= for another")
+        run = lambda part: self._run(part, None if rows is None else rows[:len(part)])[0]
+        planner = self.__dict__.get("_planner")  # its probes are kept: a second decode costs none
+        if planner is None:
+            planner = budget.Planner(run, int(z.shape[1]), self.stride, int(self.image_shape[0]))  # type: ignore[arg-type]
+            self._planner = planner
+        planner.decode = run  # this call's class rows (conditional decoders)
+        plan = planner.plan(float(max_memory_mb), len(z), z.shape[2], z.shape[3])
+        self.last_plan = plan
+        if plan.tile is None:
+            return run(z)
+        return tiled_decode(run, z, plan.tile, self.stride, DEFAULT_OVERLAP)  # type: ignore[arg-type]
 
     def sample(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
                label: int | None = None, labels: Sequence[int] | None = None, temperature: float = 1.0) -> np.ndarray:
@@ -237,13 +283,18 @@ class VAEDecoder(_Graph):
         reproducible for a seed; `size` (height, width) for a decoder with a symbolic size
         (default: `default_size`). Conditional decoders: `label` (every image of that class) or
         `labels` (one per image)."""
-        n = check_count("n", n, 1, MAX_BATCH)
-        scale = check_temperature(temperature)
         if label is not None and labels is not None:
             raise RuntimeInputError("label: pass label= (one class for all) or labels= (one per image), not both")
-        shape = self.latent_shape_for(size)
-        z = prior_latents(n, shape, check_seed(seed), scale)
+        z = self.sample_latents(n, seed, size, temperature=temperature)
         return self.decode(z, labels=label if labels is None else labels)
+
+    def sample_latents(self, n: int, seed: int | None = None, size: tuple[int, int] | None = None, *,
+                       temperature: float = 1.0) -> np.ndarray:
+        """The latents `sample` decodes: z ~ N(0, temperature^2 I), [n, *latent_shape] float32,
+        from the portable generator (the same for a seed in every host)."""
+        n = check_count("n", n, 1, MAX_BATCH)
+        scale = check_temperature(temperature)
+        return prior_latents(n, self.latent_shape_for(size), check_seed(seed), scale)
 
     def interpolate(self, z0: np.ndarray, z1: np.ndarray, steps: int = 8, *, y0: Any = None,
                     y1: Any = None) -> np.ndarray:
@@ -331,7 +382,7 @@ class VAE:
         threads: int | None = None,
         classifier_path: str | os.PathLike[str] | None = None,
         *,
-        engine: str = DEFAULT_ENGINE,
+        engine: str | None = None,
     ) -> None:
         self.encoder = VAEEncoder(encoder_path, providers, threads, engine=engine)
         self.decoder = VAEDecoder(decoder_path, providers, threads, engine=engine)
@@ -347,9 +398,10 @@ class VAE:
 
     @classmethod
     def open(cls, artifacts: str | os.PathLike[str], variant: str = "fp32", providers: Sequence[str] | None = None,
-             threads: int | None = None, *, engine: str = DEFAULT_ENGINE) -> VAE:
+             threads: int | None = None, *, engine: str | None = None) -> VAE:
         """The model's graphs in an artifacts directory: encoder and decoder, and the classifier
-        when the model has one (a semi-supervised model's classifier.onnx)."""
+        when the model has one (a semi-supervised model's classifier.onnx). `variant` names the
+        files (`contract.graph_filename`): "executorch" opens encoder.pte and decoder.pte."""
         if not isinstance(artifacts, (str, os.PathLike)):
             raise RuntimeInputError(f"artifacts: expected a directory path, found {type(artifacts).__name__}")
         directory = Path(artifacts)

@@ -49,11 +49,19 @@ def providers_for(device: str) -> list[str]:
     raise UsageError(f"--device {device!r}: expected one of {', '.join(DEVICES)}")
 
 
-def session_options(threads: int | None = None) -> ort.SessionOptions:
+def session_options(threads: int | None = None, *, low_memory: bool = False) -> ort.SessionOptions:
     """Latency-tuned options: full graph optimisation; a fixed intra-op pool when asked
     (the same count PyTorch gets); sequential execution, since these graphs are chains
-    with no branches to run in parallel; no spinning inter-op pool."""
+    with no branches to run in parallel; no spinning inter-op pool.
+
+    `low_memory`: no CPU memory arena and no memory pattern. The arena keeps every block it
+    ever allocated (sized up to the next power of two) for reuse, and the pattern plans one
+    buffer per shape: both trade resident memory for allocation time, which a memory budget
+    (`VAEDecoder.decode(max_memory_mb=...)`) cannot afford on large images."""
     options = ort.SessionOptions()
+    if low_memory:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.inter_op_num_threads = 1

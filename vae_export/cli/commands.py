@@ -15,11 +15,11 @@ from vae_export.cli.options import (Finite, Sizes, arch_option, artifacts_option
                                     batch_sizes_option, conditional_option, dataset_options, device_option,
                                     json_option, model_options, progress, quiet_option, sizes_option, write_json)
 from vae_export.errors import UsageError
-from vae_export.options import (DEFAULT_OPSET, EXPORTERS, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_ROUNDS,
-                                MAX_THREADS, MAX_WIDTH, AgainstOptions, BenchOptions, ExportOptions, ModelSource, RunOptions,
-                                TrainOptions, VerifyOptions)
-from vae_export_runtime.limits import MAX_BATCH, MAX_SEED
-from vae_export.variants import LISTED_VARIANTS, VARIANTS
+from vae_export.limits import (MAX_BATCH, MAX_ITERATIONS, MAX_LABELS, MAX_MIN_TIME_S, MAX_ROUNDS, MAX_SEED, MAX_THREADS,
+                               MAX_WIDTH)
+from vae_export.options import (DEFAULT_OPSET, EXPORTERS, AgainstOptions, BenchOptions, ExportOptions, ModelSource,
+                                RunOptions, TrainOptions, VerifyOptions)
+from vae_export.variants import LISTED_VARIANTS, PTE_VARIANTS, VARIANTS
 
 
 # ---- train ------------------------------------------------------------------------------------
@@ -87,7 +87,9 @@ def train(artifacts: Path, dataset: str, data_dir: Path | None, download: bool, 
 @click.option("--exporter", type=click.Choice(EXPORTERS), default=ExportOptions.exporter, show_default=True,
               help="torch.onnx exporter; torchscript is deprecated by PyTorch.")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
-              help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable).")
+              help="Also write encoder.<variant>.onnx / decoder.<variant>.onnx (repeatable); executorch and "
+                   "executorch-int8 write encoder.pte / decoder.pte and *.int8.pte (pip install "
+                   "'vae-export[executorch]').")
 @click.option("--dynamic-size", is_flag=True,
               help="Symbolic height and width (fully convolutional models; refused for a model that does not run "
                    "at a second size).")
@@ -120,6 +122,7 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
     for path in result.removed:
         click.echo(f"removed {path.name} (from the previous export, not rebuilt by this one)")
     click.echo(f"exported {len(result.files)} files in {result.seconds:.1f} s; manifest {artifacts / 'manifest.json'}")
+    result.raise_if_failed()  # a variant that did not lower: exit 1, the rest is in place
 
 
 # ---- verify -------------------------------------------------------------------------------------
@@ -132,9 +135,11 @@ def export_command(artifacts: Path, checkpoint: Path | None, model_ref: str | No
 @click.option("--atol", type=Finite(min=0), default=VerifyOptions.atol, show_default=True, help="fp32 absolute tolerance.")
 @click.option("--rtol", type=Finite(min=0), default=VerifyOptions.rtol, show_default=True, help="fp32 relative tolerance.")
 @device_option
-@click.option("--engine", "engines", multiple=True, metavar="NAME",
-              help="Check the graphs on this engine (repeatable; default onnxruntime): any registered engine that "
-                   "runs the exported graphs, e.g. openvino (pip install vae-export[peers]).")
+@click.option("--engine", "engines", multiple=True, metavar="NAME[:PRECISION]",
+              help="Check the graphs on this engine (repeatable; default: each file on the engine that runs it, "
+                   "onnxruntime for .onnx/.ort, executorch for .pte): any registered engine that runs the exported "
+                   "graphs, e.g. openvino or onnxruntime-openvino (pip install vae-export[peers]); NAME:bf16 checks a "
+                   "reduced precision on PSNR (openvino:bf16, torch:bf16).")
 @json_option
 @quiet_option
 def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any,
@@ -147,13 +152,17 @@ def verify(artifacts: Path, checkpoint: Path | None, model_ref: str | None, imag
     output and batch size, an element fails when
         |onnx - torch| > atol + rtol * |torch|
     and NaN or Inf in an output always fails. fp32 graphs pass on --atol/--rtol.
-    Reduced-precision variants (fp16, int8, int8-static) pass on decoder PSNR >= 30 dB
-    against the fp32 PyTorch output (>= 20 dB for the +-4 sigma z) and bounds on encoder mu
-    (fp16 atol 1e-2 rtol 1e-2; int8 and int8-static atol 0.25 rtol 0.05, atol 0.5 for the
-    all-zero and all-one images).
+    Reduced-precision variants (fp16, int8, int8-static, executorch-int8) pass on decoder
+    PSNR >= 30 dB against the fp32 PyTorch output (>= 20 dB for the +-4 sigma z) and bounds
+    on encoder mu (fp16 atol 1e-2 rtol 1e-2; int8, int8-static and executorch-int8 atol 0.25
+    rtol 0.05, atol 0.5 for the all-zero and all-one images). Each file runs on the engine
+    that runs it (ExecuTorch for .pte; at the sizes within its exported bounds).
     Inputs: real images (else uniform), all-zero and all-one images; z ~ N(0, I) and z at
     +-4 sigma. min_atol is the smallest atol that would have passed. Graphs exported with
-    --dynamic-size are checked at every --sizes size (rows gain "size").
+    --dynamic-size are checked at every --sizes size (rows gain "size"). An engine at a
+    reduced precision (--engine openvino:bf16, torch:bf16) passes on the reduced rules
+    (decoder PSNR; encoder mu atol 0.08 rtol 0.08, 0.25 on the edge images). A pass is
+    recorded per engine, precision and file for this CPU: what bench counts as verified.
 
     \b
     Example:
@@ -176,12 +185,12 @@ def _print_verify(report: Any) -> None:
     if not report.checkpoint["matches_manifest"]:
         click.echo("note: the checkpoint differs from the one the graphs were exported from")
     # The size column tells apart the rows of a symbolic-size graph, checked at several sizes.
-    click.echo(f"{'graph':<8} {'variant':<12} {'output':<7} {'size':>9} {'batch':>5} {'input':<7} {'max_abs':>9} "
+    click.echo(f"{'graph':<8} {'variant':<15} {'output':<7} {'size':>9} {'batch':>5} {'input':<7} {'max_abs':>9} "
                f"{'max_rel':>9} {'mean_abs':>9} {'min_atol':>9} {'psnr_db':>8}  result")
     for c in report.checks:
         psnr = "" if c.psnr_db is None else f"{c.psnr_db:.1f}"
         size = f"{c.size[0]}x{c.size[1]}" if c.size else "-"
-        click.echo(f"{c.graph:<8} {c.variant:<12} {c.output:<7} {size:>9} {c.batch:>5} {c.input:<7} "
+        click.echo(f"{c.graph:<8} {c.variant:<15} {c.output:<7} {size:>9} {c.batch:>5} {c.input:<7} "
                    f"{fmt_number(c.max_abs):>9} {fmt_number(c.max_rel):>9} {fmt_number(c.mean_abs):>9} "
                    f"{fmt_number(c.min_atol):>9} {psnr:>8}  {'ok' if c.passed else 'FAIL'} ({c.gated_on})")
     t = report.thresholds
@@ -210,10 +219,15 @@ def _print_verify(report: Any) -> None:
                    f"rows) [default: {BenchOptions.min_time_s:g}; with --against, per side of each row, "
                    f"{AgainstOptions.min_time_s:g}].")
 @click.option("--no-torch", is_flag=True, help="Time ONNX Runtime only (no PyTorch baseline).")
-@click.option("--no-peers", is_flag=True, help="Do not time installed peer engines (OpenVINO).")
-@click.option("--engine", "engines", multiple=True, metavar="NAME",
-              help="Time exactly these engines (repeatable): onnxruntime, torch, openvino, or any registered one "
-                   "[default: onnxruntime, the installed peers, torch].")
+@click.option("--no-peers", is_flag=True, help="Do not time installed peer engines (OpenVINO) nor reduced "
+              "precisions: ONNX Runtime and PyTorch eager fp32 only.")
+@click.option("--engine", "engines", multiple=True, metavar="NAME[:PRECISION]",
+              help="Time exactly these engines (repeatable): onnxruntime, torch, openvino, onnxruntime-openvino, or "
+                   "any registered one; NAME:bf16 at bfloat16 where the CPU has it (torch:bf16, openvino:bf16) "
+                   "[default: onnxruntime, the installed peers and torch, at every precision they run here].")
+@click.option("--recommend", is_flag=True,
+              help="Record the recommendation (fastest verified engine, variant and precision per graph, size and "
+                   "batch, with this CPU's model and flags) in manifest.json, for the runtime's engine=\"auto\".")
 @json_option
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A previous bench --json report; exit 1 when a matching row got slower.")
@@ -232,8 +246,8 @@ def _print_verify(report: Any) -> None:
 @quiet_option
 def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image_shape: Any, device: str,
           batch_sizes: tuple[int, ...], sizes: Any, threads: int, warmup: int, iterations: int, min_time: float,
-          no_torch: bool, no_peers: bool, engines: tuple[str, ...], json_path: Path | None, baseline: Path | None,
-          max_regression: float | None,
+          no_torch: bool, no_peers: bool, engines: tuple[str, ...], recommend: bool, json_path: Path | None,
+          baseline: Path | None, max_regression: float | None,
           against: Path | None, rounds: int | None, sessions: int | None, quiet: bool) -> None:
     """Latency and throughput of every graph and variant: ONNX Runtime against PyTorch.
 
@@ -241,7 +255,11 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
     throughput in samples/s at p50. speedup = PyTorch p50 / the row's p50. Installed peer
     engines (OpenVINO: pip install vae-export[peers]) run the fp32 graph in the same rounds.
     Graphs exported with --dynamic-size are timed at every --sizes size; the table shows the
-    time per megapixel.
+    time per megapixel. Memory per row (MiB): "peak" is the call's peak RSS above its loaded
+    session (VmHWM, reset before each measured call), "session" the session's own size.
+    "ok" marks rows verified on this CPU (verify --engine NAME[:PRECISION] passed) and
+    matching PyTorch fp32 in this run; the table ends with the fastest such row per graph,
+    size and batch (--recommend records it for the runtime's engine="auto").
 
     With --against OLD_DIR: the A/B latency gate for CI (docs/ci.md). Both artifact sets
     run in one process in paired rounds; per row the median ratio NEW/OLD, its 95%
@@ -272,7 +290,7 @@ def bench(artifacts: Path, checkpoint: Path | None, model_ref: str | None, image
                            with_torch=not no_torch, sizes=sizes, peers=not no_peers, engines=engines,
                            json_path=json_path, baseline=baseline,
                            max_regression=_given(max_regression, BenchOptions.max_regression),
-                           rounds=_given(rounds, BenchOptions.rounds))
+                           rounds=_given(rounds, BenchOptions.rounds), recommend=recommend)
     outcome = bench_artifacts(artifacts, source, options, progress(quiet))
     _print_bench(outcome.report)
     gate = outcome.gate
@@ -337,19 +355,60 @@ def _print_gate(gate: Any) -> None:
         click.echo(abtest.verdict_line(row, gate.max_regression))
 
 
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _print_bench(report: Any) -> None:
+    from vae_export.recommend import is_candidate
+
     env = report.env
+    load = env.get("load_average")
     click.echo(f"{env['cpu']} | {env['cores']} cores | threads {env['threads']} | onnxruntime {env['onnxruntime']} "
-               f"| torch {env['torch']} | device {env['device']}")
-    click.echo(f"{'graph':<8} {'variant':<12} {'engine':<12} {'size':>9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
-               f"{'p99 ms':>9} {'mean ms':>9} {'samples/s':>11} {'ms/Mpx':>8} {'speedup':>8} {'calls':>6}")
+               f"| torch {env['torch']} | device {env['device']}" + (f" | load {load[0]:.1f}" if load else ""))
+    click.echo(f"{'graph':<8} {'variant':<15} {'engine':<22} {'size':>9} {'batch':>5} {'p50 ms':>9} {'p90 ms':>9} "
+               f"{'p99 ms':>9} {'samples/s':>11} {'ms/Mpx':>8} {'speedup':>8} {'peak MiB':>9} {'sess MiB':>9} "
+               f"{'PSNR':>6} {'ok':>3} {'calls':>6}")
     for r in report.results:
         speed = "" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}x"
         size = f"{r.size[0]}x{r.size[1]}" if r.size else "-"
         per_mpx = r.megapixel_ms(env.get("image_shape"))
-        click.echo(f"{r.graph:<8} {r.variant:<12} {r.engine:<12} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
-                   f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.mean_ms:>9.4f} {r.throughput_per_s:>11,.0f} "
-                   f"{per_mpx or 0:>8.3f} {speed:>8} {r.iterations:>6}")
+        psnr = "" if r.psnr_db is None else f"{min(r.psnr_db, 999):.1f}"
+        click.echo(f"{r.graph:<8} {r.variant:<15} {r.engine_label:<22} {size:>9} {r.batch:>5} {r.p50_ms:>9.4f} "
+                   f"{r.p90_ms:>9.4f} {r.p99_ms:>9.4f} {r.throughput_per_s:>11,.0f} "
+                   f"{per_mpx or 0:>8.3f} {speed:>8} {_mib(r.peak_mib):>9} {_mib(r.session_mib):>9} {psnr:>6} "
+                   f"{'yes' if is_candidate(r) else 'no':>3} {r.iterations:>6}")
+    _print_recommendations(report)
+
+
+def _print_recommendations(report: Any) -> None:
+    """The fastest verified (engine, variant, precision) per graph, size and batch."""
+    if not report.recommendations:
+        return
+    noise = report.noise
+    click.echo("recommended (fastest verified; run noise "
+               + ("n/a" if noise is None else f"+-{100 * noise:.1f}%") + "):")
+    for e in report.recommendations:
+        where = f"{e['graph']} {e['size'][0]}x{e['size'][1]}" if e["size"] else e["graph"]
+        rec = e.get("recommended")
+        if rec is None:
+            click.echo(f"  {where} batch {e['batch']}: none ({e['reason']})")
+            continue
+        label = rec["engine"] + ("" if rec["precision"] == "fp32" else f":{rec['precision']}")
+        parts = [f"{label} {rec['variant']} {rec['p50_ms']:.4g} ms"]
+        if e["runner_up"]:
+            up = e["runner_up"]
+            up_label = up["engine"] + ("" if up["precision"] == "fp32" else f":{up['precision']}")
+            tie = " (within noise)" if e["within_noise"] else ""
+            parts.append(f"{e['margin_over_runner_up']:.2f}x over {up_label} {up['variant']}{tie}")
+        if e["speedup_vs_torch"]:
+            parts.append(f"{e['speedup_vs_torch']:.2f}x PyTorch eager fp32")
+        fp32 = e.get("fastest_fp32")
+        if fp32 and fp32 != rec and e.get("fp32_speedup_vs_torch"):
+            parts.append(f"fastest fp32: {fp32['engine']} {e['fp32_speedup_vs_torch']:.2f}x PyTorch")
+        if e["faster_unverified"]:
+            parts.append("faster but not verified: " + ", ".join(e["faster_unverified"]))
+        click.echo(f"  {where} batch {e['batch']}: " + "; ".join(parts))
 
 
 # ---- sample / inspect -------------------------------------------------------------------------
@@ -392,7 +451,8 @@ def sample(artifacts: Path, count: int, seed: int, variant: str, output: Path | 
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @json_option
 def inspect(onnx_file: Path, json_path: Path | None) -> None:
-    """Show an .onnx file's signature, opset, metadata, size and op counts (.ort: signature and metadata).
+    """Show an .onnx file's signature, opset, metadata, size and op counts (.ort: signature and metadata;
+    .pte: signature, bounds and metadata, with pip install 'vae-export[executorch]').
 
     \b
     Example:
@@ -404,11 +464,15 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
     write_json(json_path, info)
     if info.get("format") == "ort":
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  ORT format")
+    elif info.get("format") == "pte":
+        click.echo(f"{info['file']}  {info['bytes']:,} bytes  ExecuTorch program (XNNPACK); bounds are the largest "
+                   "shapes it accepts")
     else:
         click.echo(f"{info['file']}  {info['bytes']:,} bytes  opset {info['opset']}  ir {info['ir_version']}  {info['producer']}")
     for kind in ("inputs", "outputs"):
         for v in info[kind]:
-            click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+            bounds = f"  bounds [{', '.join(map(str, v['bounds']))}]" if "bounds" in v else ""
+            click.echo(f"  {kind[:-1]:<6} {v['name']:<8} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]{bounds}")
     for key, value in info["metadata"].items():
         click.echo(f"  meta   {key} = {value}")
     if "ops" in info:
@@ -422,8 +486,8 @@ def inspect(onnx_file: Path, json_path: Path | None) -> None:
 @artifacts_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("site"), show_default=True,
               help="Directory for the static site.")
-@click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
-              help="Which decoder variant to ship.")
+@click.option("--variant", type=click.Choice([v for v in LISTED_VARIANTS if v not in PTE_VARIANTS]), default="fp32",
+              show_default=True, help="Which decoder variant to ship (ONNX: the page runs onnxruntime-web).")
 @click.option("--ort-web", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="An installed onnxruntime-web package (default: npm install it once into the cache).")
 @click.option("--size", type=Sizes(), metavar="HxW",

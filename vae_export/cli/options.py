@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from vae_export.options import ARCHS, DATASETS, TrainOptions
-from vae_export_runtime.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_PIXELS
+from vae_export.limits import DEVICES, MAX_BATCH, MAX_ELEMENTS, MAX_PIXELS
 
 MAX_SIZES = 64  # sizes in one --sizes list, as for --batch-sizes
 MAX_SIDE_DIGITS = 9  # digits of one side: more cannot be within MAX_PIXELS anyway

@@ -22,6 +22,8 @@ import click
 from vae_export.cli.group import main
 from vae_export.cli.options import artifacts_option, json_option, options, quiet_option
 from vae_export.errors import CheckFailed, UsageError
+from vae_export.limits import (MAX_BATCH, MAX_INSTANCES, MAX_JOB_ROWS, MAX_QUEUE_DELAY_US, MAX_REPLICAS, MAX_SAMPLES,
+                               MAX_SERVE_BATCH, MAX_SERVE_ROWS, MAX_TRITON_BATCH)
 from vae_export.variants import LISTED_VARIANTS
 
 SCALE_EXTRA_HINT = "install the scale extra: pip install 'vae-export[scale]'"
@@ -45,6 +47,11 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
         yield bar.update
 
 
+verbose_option = click.option("--verbose", is_flag=True,
+                              help="Show Ray's own log lines (kept off the terminal by default).")
+fail_fast_option = click.option("--fail-fast", is_flag=True,
+                                help="Stop at the first bad row (exit 1, nothing written) instead of writing it as "
+                                     "an error row.")
 variant_option = click.option("--variant", type=click.Choice(LISTED_VARIANTS), default="fp32", show_default=True,
                               help="Which graph variant to run (encoder.VARIANT.onnx, decoder.VARIANT.onnx).")
 job_options = options(
@@ -55,12 +62,13 @@ job_options = options(
     click.option("--address", metavar="ADDRESS",
                  help="Ray cluster to join (e.g. ray://head:10001; also $RAY_ADDRESS). Default: a local "
                       "Ray started for the job and shut down after."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=1024, show_default=True,
-                 help="Rows per batch (and per Ray task)."),
+    click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=1024, show_default=True,
+                 help="Rows per batch (one model call)."),
     click.option("--workers", type=click.IntRange(min=1),
                  help="Ray actors, one CPU and one ONNX Runtime session each (default: the cluster's CPUs)."),
     quiet_option,
     json_option,
+    verbose_option,
 )
 input_argument = click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 parquet_output = click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -72,6 +80,7 @@ column_option = click.option("--column", default="image", show_default=True,
 @input_argument
 @parquet_output
 @column_option
+@fail_fast_option
 @job_options
 def encode(input_path: Path, output: Path, column: str, **job: Any) -> None:
     """Encode many images to latents: one row per image with id, mu, logvar, error.
@@ -93,8 +102,9 @@ def encode(input_path: Path, output: Path, column: str, **job: Any) -> None:
 @column_option
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the z draws (per row: the same whatever the batching).")
-@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=1, show_default=True,
               help="z draws per image.")
+@fail_fast_option
 @job_options
 def score(input_path: Path, output: Path, column: str, seed: int, samples: int, **job: Any) -> None:
     """Anomaly-score many images: one row per image with id, score (negative ELBO in nats, as
@@ -109,7 +119,7 @@ def score(input_path: Path, output: Path, column: str, seed: int, samples: int, 
     _job("score", JobOptions(**job), input_path, output, column, seed=seed, samples=samples)
 
 @main.command()
-@click.option("-n", "count", type=click.IntRange(min=1), required=True, help="How many samples.")
+@click.option("-n", "count", type=click.IntRange(1, MAX_JOB_ROWS), required=True, help="How many samples.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
               help="FILE.parquet (id, z, x_hat), or a folder for one PNG per sample.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -129,17 +139,18 @@ def generate(count: int, output: Path, seed: int, **job: Any) -> None:
 @variant_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(min=1, max=65535), default=8000, show_default=True)
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--replicas", type=click.IntRange(1, MAX_REPLICAS), default=1, show_default=True,
               help="Serve replicas, one CPU and one ONNX Runtime session each.")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--max-batch-size", type=click.IntRange(1, MAX_SERVE_BATCH), default=16, show_default=True,
               help="Requests merged into one model call (1: no dynamic batching).")
 @click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="How long a batch waits to fill.")
-@click.option("--max-rows", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--max-rows", type=click.IntRange(1, MAX_SERVE_ROWS), default=1024, show_default=True,
               help="The most rows (z or images) one request may carry; more is a 413.")
 @click.option("--address", metavar="ADDRESS", help="Ray cluster to join (default: a local Ray).")
+@verbose_option
 def serve(artifacts: Path, variant: str, host: str, port: int, replicas: int, max_batch_size: int,
-          batch_wait_ms: float, max_rows: int, address: str | None) -> None:
+          batch_wait_ms: float, max_rows: int, address: str | None, verbose: bool) -> None:
     """Serve the encoder and decoder over HTTP on Ray Serve, with dynamic batching.
 
     POST /decode {"z": [[...]]} -> {"x_hat": ...} (?format=png: a PNG grid);
@@ -153,10 +164,12 @@ def serve(artifacts: Path, variant: str, host: str, port: int, replicas: int, ma
     """
     _need_scale()
     _refuse_conditional("serve", artifacts)
+    from vae_export.scale.raylog import quiet_ray
     from vae_export.scale.serve import ServeConfig, start_server, stop_server
 
+    quiet_ray(verbose)
     config = ServeConfig(artifacts.resolve(), variant, replicas, max_batch_size, batch_wait_ms / 1000.0, max_rows)
-    owned = start_server(config, host, port, address)
+    owned = start_server(config, host, port, address, verbose)
     # SIGTERM (a service manager) and SIGINT (Ctrl-C, even when inherited as ignored, as for
     # a background job) both stop it cleanly: without this, Ray's agents outlive the command.
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -176,10 +189,10 @@ def serve(artifacts: Path, variant: str, host: str, port: int, replicas: int, ma
 @variant_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("model_repository"),
               show_default=True, help="The model repository folder.")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--max-batch-size", type=click.IntRange(1, MAX_TRITON_BATCH), default=256, show_default=True)
+@click.option("--instances", type=click.IntRange(1, MAX_INSTANCES), default=1, show_default=True,
               help="Model instances per model (instance_group count).")
-@click.option("--queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("--queue-delay-us", type=click.IntRange(0, MAX_QUEUE_DELAY_US), default=100, show_default=True,
               help="dynamic_batching max_queue_delay_microseconds.")
 @click.option("--kind", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="instance_group kind (KIND_CPU or KIND_GPU).")
@@ -233,6 +246,8 @@ class JobOptions:
     workers: int | None
     quiet: bool
     json_path: Path | None
+    verbose: bool
+    fail_fast: bool = False
 
 
 def _job(kind: str, o: JobOptions, input_path: Path | None, output: Path, column: str, seed: int = 0,
@@ -242,7 +257,8 @@ def _job(kind: str, o: JobOptions, input_path: Path | None, output: Path, column
         _refuse_conditional(kind, o.artifacts)
     from vae_export.artifacts import atomic_write_json, ensure_dir
     from vae_export.scale.inputs import open_source
-    from vae_export.scale.jobs import parquet_writer, png_writer, run_job
+    from vae_export.scale.jobs import run_job
+    from vae_export.scale.outputs import parquet_writer, png_writer
     from vae_export.scale.tasks import make_task
 
     source = open_source(input_path, column) if input_path is not None else None
@@ -252,13 +268,17 @@ def _job(kind: str, o: JobOptions, input_path: Path | None, output: Path, column
         raise UsageError(f"INPUT {input_path}: expected at least one row, found none")
     if output.suffix.lower() == ".parquet":
         ensure_dir(output.parent, "--output")
-        write = parquet_writer(output, task.schema())
+        write = parquet_writer(output, task.schema(), o.fail_fast)
     elif kind == "generate":
-        write = png_writer(ensure_dir(output, "--output"), task.image_shape)
+        write = png_writer(output, task.image_shape)
     else:
         raise UsageError(f"--output {output}: expected a .parquet file name")
+    if o.engine == "ray":  # before the bar takes hold of stderr
+        from vae_export.scale.raylog import quiet_ray
+
+        quiet_ray(o.verbose)
     with _progress_bar(rows, o.quiet) as on_rows:
-        result = run_job(task, rows, write, o.engine, o.address, o.batch_size, o.workers, on_rows)
+        result = run_job(task, rows, write, o.engine, o.address, o.batch_size, o.workers, on_rows, o.verbose)
     if o.json_path is not None:
         atomic_write_json(o.json_path, {"job": kind, "output": str(output), **result.as_dict()})
     startup = f", Ray start {result.startup_seconds:.1f} s" if o.engine == "ray" else ""

@@ -20,6 +20,9 @@ import numpy as np
 
 from vae_export.errors import UsageError
 from vae_export_runtime.contract import FP32, GraphSpec
+from vae_export_runtime.cpu import cpu_model, has_bf16
+
+BF16 = "bf16"
 
 GRAPH, MODEL = "graph", "model"  # engine kinds: runs artifact files, or the PyTorch module
 Feeds = Mapping[str, np.ndarray]
@@ -36,6 +39,10 @@ class Target:
     path: Path | None = None
     module: Any = None  # torch.nn.Module (model engines); Any so this module needs no torch
     shapes: Mapping[str, tuple[int | None, ...]] | None = None
+    sha256: str | None = None  # the manifest's, for engines whose loader checks the bytes (ExecuTorch)
+    # the arithmetic the engine runs at: FP32 (as the graph says), or a reduced precision the
+    # engine offers (`Engine.precisions`, e.g. "bf16"), verified on PSNR like a reduced variant
+    precision: str = FP32
 
 
 class Runner:
@@ -69,6 +76,9 @@ class Engine:
     # bench also times it when installed, without being asked (CPU only): the strongest peers
     peer: bool = False
     devices: tuple[str, ...] = ("cpu",)
+    # arithmetic it can run at; reduced ones only where the CPU computes them natively (bf16:
+    # AVX-512 BF16 or AMX), so that a "bf16" row is never float32 under another name
+    precisions: tuple[str, ...] = (FP32,)
 
     def missing(self) -> str | None:
         """Why the engine cannot run here (its package is absent), or None."""
@@ -83,6 +93,18 @@ class Engine:
             reason = f"engine {self.name} runs on {', '.join(self.devices)}, not {device}"
         if reason:
             raise UsageError(reason)
+
+    def check_precision(self, precision: str) -> None:
+        """UsageError unless the engine runs `precision` here."""
+        if precision not in self.precisions:
+            raise UsageError(f"--engine {self.name}:{precision}: {self.name} runs {', '.join(self.precisions)}")
+        if precision == BF16 and not has_bf16():
+            raise UsageError(f"--engine {self.name}:{precision}: this CPU ({cpu_model()}) has no native bfloat16 "
+                             f"(AVX-512 BF16 or AMX); {self.name} would emulate it or fall back to float32")
+
+    def usable_precisions(self) -> tuple[str, ...]:
+        """The precisions the engine runs on this CPU."""
+        return tuple(p for p in self.precisions if p == FP32 or (p == BF16 and has_bf16()))
 
     def accepts(self, variant: str, path: Path) -> bool:
         """Graph engines: whether this artifact (variant, file) is one it runs."""

@@ -15,28 +15,13 @@ the first whose `claims` (or `owns`) says yes loads it.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from vae_export.errors import UsageError, VAEExportError
 from vae_export.families.base import Family, LoadedModel, LoadRequest
+from vae_export.registry import Registry
 
 ENTRY_POINT_GROUP = "vae_export.families"
-_registered: list[Family] = []
-_loaded_plugins = False
-
-
-def register(family: Family) -> Family:
-    """Add a family (or replace the one of the same name); returns it."""
-    if not isinstance(family, Family) or not family.name:
-        raise TypeError(f"register: expected a named vae_export.families.Family, found {family!r}")
-    _registered[:] = [f for f in _registered if f.name != family.name]
-    _registered.append(family)
-    return family
-
-
-def unregister(name: str) -> None:
-    _registered[:] = [f for f in _registered if f.name != name]
 
 
 def _builtins() -> list[Family]:
@@ -49,24 +34,13 @@ def _builtins() -> list[Family]:
     return [ReferenceFamily(), DiffusersFamily(), StateDictFamily(), UserFamily()]
 
 
-def _plugins() -> None:
-    """Families other packages declare (entry points), registered once per process."""
-    global _loaded_plugins
-    if _loaded_plugins:
-        return
-    _loaded_plugins = True
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        found = point.load()
-        family = found() if isinstance(found, type) else found
-        if isinstance(family, Family) and family.name not in {f.name for f in _registered}:
-            register(family)
+_REGISTRY = Registry(Family, ENTRY_POINT_GROUP, _builtins)
+register, unregister = _REGISTRY.register, _REGISTRY.unregister
 
 
 def families() -> list[Family]:
     """Every family in the order they are asked: registered, built-in, then the fallbacks."""
-    _plugins()
-    builtins = [f for f in _builtins() if f.name not in {r.name for r in _registered}]
-    ordered = [*_registered, *builtins]
+    ordered = _REGISTRY.entries()
     return [f for f in ordered if not f.fallback] + [f for f in ordered if f.fallback]
 
 

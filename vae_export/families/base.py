@@ -15,7 +15,17 @@ from typing import Any
 from torch import nn
 
 from vae_export.errors import VAEExportError
+from vae_export.limits import PTE_MAX_BATCH, PTE_MAX_LATENT_SIDE
 from vae_export_runtime.contract import Geometry
+
+
+@dataclass(frozen=True)
+class PteBounds:
+    """The largest batch, and for --dynamic-size graphs the largest latent height and width,
+    that a family's ExecuTorch programs accept (their buffers are planned at them)."""
+
+    max_batch: int = PTE_MAX_BATCH
+    max_latent_side: int = PTE_MAX_LATENT_SIDE
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,13 @@ class Family:
     def edge_atol(self, atol: float) -> float:
         """verify's fp32 atol on the edge inputs (all-zero and all-one images, z at +-4 sigma)."""
         return atol
+
+    def pte_bounds(self, loaded: LoadedModel) -> PteBounds:
+        """The bounds of the .pte programs `export --variant executorch` writes: the largest
+        batch, and for --dynamic-size graphs the largest latent height and width (ExecuTorch
+        plans every buffer at them, and the app allocates that when it loads the program; see
+        `vae_export.lowering`). Default: batch 64, latent side 64."""
+        return PteBounds()
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"

@@ -43,12 +43,12 @@ from torch import nn
 
 from vae_export.artifacts import sha256_file
 from vae_export.errors import UsageError, VAEExportError, first_line
-from vae_export.families.base import Family, LoadedModel, LoadRequest
+from vae_export.families.base import Family, LoadedModel, LoadRequest, PteBounds
 from vae_export.footprint import available_memory
 from vae_export.graphs import split
+from vae_export.limits import MAX_PIXELS
 from vae_export.meta_trial import peak_bytes
 from vae_export.tensors import check_finite, check_keys, read_state_dict
-from vae_export_runtime.limits import MAX_PIXELS
 
 PREFIX = "diffusers:"
 CLASS_PREFIX = "Autoencoder"
@@ -70,6 +70,13 @@ MIN_EXPORT_SIZE = 64
 EDGE_FP32_ATOL = 1e-3
 # The real trial runs take more than their tensors (allocator rounding, kernel scratch).
 TRIAL_SLACK = 1.5
+# .pte bounds (Family.pte_bounds). Attention blocks (AutoencoderKL's mid block) stay outside
+# XNNPACK, and ExecuTorch plans their scores tensor at batch x (latent H x W)^2 float32: at the
+# default 64 x 64 x 64 that is 64 GiB; at 8 and 32 it is 32 MiB (the tiny test config's whole
+# plan: 97 MiB). diffusers' Upsample2D branches on `batch >= 64` (a CUDA workaround), which
+# torch.export refuses for a batch bound of 64: 63 for models that have it.
+ATTENTION_PTE_BOUNDS = PteBounds(max_batch=8, max_latent_side=32)
+UPSAMPLE2D_MAX_BATCH = 63
 
 
 def resolve_class(model_ref: str) -> type:
@@ -307,6 +314,20 @@ class DiffusersFamily(Family):
     def edge_atol(self, atol: float) -> float:
         # GroupNorm of a near-constant feature map divides by a standard deviation near 0
         return max(atol, EDGE_FP32_ATOL)
+
+    def pte_bounds(self, loaded: LoadedModel) -> PteBounds:
+        """Smaller than the default where the model's blocks need it (see ATTENTION_PTE_BOUNDS):
+        asked of the modules themselves, so any diffusers autoencoder with attention or
+        Upsample2D blocks gets them."""
+        from diffusers.models.attention_processor import Attention
+        from diffusers.models.upsampling import Upsample2D
+
+        modules = [m for role in ("encoder", "decoder") for m in loaded.module(role).modules()]
+        if any(isinstance(m, Attention) for m in modules):
+            return ATTENTION_PTE_BOUNDS
+        if any(isinstance(m, Upsample2D) for m in modules):
+            return PteBounds(max_batch=UPSAMPLE2D_MAX_BATCH)
+        return PteBounds()
 
     def load(self, request: LoadRequest) -> LoadedModel:
         assert request.model_ref is not None

@@ -9,13 +9,20 @@ Kinds: a folder of images (PNG/JPEG, recursive; id = the path relative to the fo
 .npy array, an IDX file (raw or .gz, as MNIST ships), a parquet file with an image column
 (encoded image bytes, or a list of pixel values); ids of the last three are row indices.
 A row that cannot become an image of the model's shape (a corrupt file, a wrong-size row,
-NaN) is returned as an error message for that row, not raised: the job goes on.
+NaN) is returned as an error message for that row, not raised: the job goes on. What a whole
+file claims (its row count, a .npy's or IDX file's row shape) is checked on the driver before
+any work (`open_source`, `Source.check_rows`). Image files are read with a size cap and decoded
+only as PNG or JPEG, and only once their header shows the model's size (no decompression bomb
+is ever decoded; no other Pillow plugin, such as EPS's Ghostscript, ever runs).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import math
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from vae_export.errors import UsageError, VAEExportError, first_line
+from vae_export.limits import MAX_IMAGE_FILE_BYTES, MAX_JOB_ROWS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_FORMATS = ["PNG", "JPEG"]  # Pillow plugins allowed to read a file; none runs another program
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -41,6 +50,17 @@ class Source:
 
     def ids(self, rows: np.ndarray) -> list[Any]:
         return [self.files[i] for i in rows] if self.kind == "folder" else [int(i) for i in rows]
+
+    def check_rows(self, image_shape: tuple[int, ...]) -> None:
+        """A .npy or IDX file holds one row shape for every row: one that is not an image of the
+        model's size is refused here (exit 2), before any work, not as N error rows."""
+        if self.kind not in ("npy", "idx"):
+            return  # image files and parquet cells differ row by row: checked per row
+        shape = (_npy(self.path) if self.kind == "npy" else _idx(self.path)).shape[1:]
+        values, want = math.prod(shape), math.prod(image_shape)
+        if values != want:
+            raise UsageError(f"INPUT {self.path}: rows of {values} values (shape {list(shape)}); the model takes "
+                             f"{'x'.join(map(str, image_shape))} = {want}")
 
     def load(self, rows: np.ndarray, image_shape: tuple[int, ...]) -> list[np.ndarray | str]:
         """Per row: a float32 image [C, H, W] in [0, 1], or a one-line error message."""
@@ -63,7 +83,7 @@ def open_source(path: Path, column: str = "image") -> Source:
                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
         if not files:
             raise UsageError(f"INPUT {path}: expected PNG or JPEG images in the folder, found none")
-        return Source("folder", str(path), len(files), files=files)
+        return _bounded(Source("folder", str(path), len(files), files=files))
     if not path.is_file():
         raise UsageError(f"INPUT {path}: no such file or folder")
     if path.suffix.lower() == ".npy":
@@ -71,19 +91,21 @@ def open_source(path: Path, column: str = "image") -> Source:
         if array.ndim < 2 or array.dtype.kind not in "uif" or len(array) == 0:
             raise UsageError(f"INPUT {path}: expected a non-empty numeric array [N, C, H, W] (or [N, H, W]), "
                              f"found dtype {array.dtype} shape {list(array.shape)}")
-        return Source("npy", str(path), len(array))
+        return _bounded(Source("npy", str(path), len(array)))
     if path.suffix.lower() == ".parquet":
         return _open_parquet(path, column)
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head[:2] == _GZIP_MAGIC or head[:3] == b"\x00\x00\x08":
+        from vae_export.idx import idx_dims
+
         try:
-            array = _idx(str(path))
+            dims = idx_dims(path)  # the whole file checked in a stream, nothing kept
         except VAEExportError as exc:
             raise UsageError(f"INPUT {exc}") from None
-        if array.ndim < 2:
-            raise UsageError(f"INPUT {path}: expected IDX images [N, H, W], found shape {list(array.shape)}")
-        return Source("idx", str(path), len(array))
+        if len(dims) < 2:
+            raise UsageError(f"INPUT {path}: expected IDX images [N, H, W], found shape {list(dims)}")
+        return _bounded(Source("idx", str(path), dims[0]))
     raise UsageError(f"INPUT {path}: expected an image folder, a .npy, an IDX (raw or .gz) or a .parquet file")
 
 
@@ -97,7 +119,13 @@ def _open_parquet(path: Path, column: str) -> Source:
     names = meta.schema_arrow.names
     if column not in names:
         raise UsageError(f"--column {column}: {path} has no such column (it has {', '.join(names)})")
-    return Source("parquet", str(path), meta.metadata.num_rows, column=column)
+    return _bounded(Source("parquet", str(path), meta.metadata.num_rows, column=column))
+
+
+def _bounded(source: Source) -> Source:
+    if source.count > MAX_JOB_ROWS:
+        raise UsageError(f"INPUT {source.path}: {source.count} rows; a job takes at most {MAX_JOB_ROWS}")
+    return source
 
 
 # ---- per-process caches: each worker opens a file once, however many batches it runs -------
@@ -138,10 +166,19 @@ def _parquet_rows(path: str, column: str, rows: np.ndarray) -> list[Any]:
 
 
 def _read_bytes(path: Path) -> bytes | str:
+    """The file's bytes, or why not: larger than MAX_IMAGE_FILE_BYTES is refused from its size
+    (a sparse file), and the read stops at the cap whatever the size said (/proc files say 0)."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_IMAGE_FILE_BYTES:
+                return f"file of {size} bytes; at most {MAX_IMAGE_FILE_BYTES}"
+            data = fh.read(MAX_IMAGE_FILE_BYTES + 1)
     except OSError as exc:
         return f"{path}: cannot read ({exc.strerror or exc})"
+    if len(data) > MAX_IMAGE_FILE_BYTES:
+        return f"file of more than {MAX_IMAGE_FILE_BYTES} bytes; at most {MAX_IMAGE_FILE_BYTES}"
+    return data
 
 
 # ---- one value -> one image -----------------------------------------------------------------
@@ -169,15 +206,27 @@ def _to_image(value: Any, shape: tuple[int, ...]) -> np.ndarray | str:
 
 
 def _decode_image(data: bytes, shape: tuple[int, ...]) -> np.ndarray | str:
+    """Decode one image of exactly the model's size. Image.open reads the header only, so the
+    size is checked before a single pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     channels, height, width = shape
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        return f"not a readable image ({first_line(exc)})"
-    if image.size != (width, height):
-        return f"expected a {width}x{height} image, found {image.size[0]}x{image.size[1]}"
+        with warnings.catch_warnings():
+            # Pillow warns of sizes past MAX_IMAGE_PIXELS, then would decode them: the size
+            # check below refuses them first, so the warning says nothing the row does not.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+                if image.size != (width, height):
+                    return f"expected a {width}x{height} image, found {image.size[0]}x{image.size[1]}"
+                image = image.convert("L" if channels == 1 else "RGB")
+    except UnidentifiedImageError:
+        return "not a readable image (not a PNG or JPEG image)"
+    except Image.DecompressionBombError:  # raised by Image.open itself, past twice its limit
+        return f"expected a {width}x{height} image, found one of more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on hostile bytes
+        # (OSError for truncated data, SyntaxError, struct.error, ValueError...): every one of
+        # them is this row's error, never the job's.
+        return f"not a readable image ({type(exc).__name__}: {first_line(exc, '')})"
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     return pixels[None] if channels == 1 else np.transpose(pixels, (2, 0, 1))

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from vae_export.scale.inputs import Source
+from vae_export.limits import MAX_SCORE_DRAWS_PER_CALL
 from vae_export.scale.noise import PRIOR_STREAM, SCORE_STREAM, normal_rows
 
 KINDS = ("encode", "score", "generate")
@@ -88,12 +89,22 @@ class Worker:
         else:
             scores: list[float | None] = [None] * len(rows)
             if x is not None:
-                good = rows[ok]
-                eps = np.stack([self._normal(good, SCORE_STREAM, draw) for draw in range(self.task.samples)])
-                for slot, value in zip(np.flatnonzero(ok), self.vae.anomaly_score(x, self.task.samples, eps=eps)):
+                for slot, value in zip(np.flatnonzero(ok), self._scores(rows[ok], x)):
                     scores[slot] = float(value)
             columns = [ids, pa.array(scores, type=pa.float64()), pa.array(errors, type=pa.string())]
         return pa.Table.from_arrays(columns, schema=self.task.schema())
+
+    def _scores(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Anomaly scores in calls of at most MAX_SCORE_DRAWS_PER_CALL z draws (rows x samples):
+        the eps of 65,536 rows at --samples 1024 would otherwise be 8.6 GB at once."""
+        samples = self.task.samples
+        step = max(1, MAX_SCORE_DRAWS_PER_CALL // samples)
+        parts = []
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            eps = np.stack([self._normal(part, SCORE_STREAM, draw) for draw in range(samples)])
+            parts.append(self.vae.anomaly_score(x[start : start + step], samples, eps=eps))
+        return np.concatenate(parts)
 
     def _normal(self, rows: np.ndarray, stream: int, draw: int = 0) -> np.ndarray:
         shape = self.task.latent_shape
@@ -127,4 +138,6 @@ def make_task(kind: str, artifacts: Path, source: Source | None = None, seed: in
         raise UsageError(f"--artifacts {artifacts}: {exc}") from None
     height, width = graph.default_size  # type: ignore[misc]
     image_shape = (int(graph.image_shape[0]), height, width)  # type: ignore[arg-type]
+    if source is not None:
+        source.check_rows(image_shape)
     return Task(kind, encoder, decoder, image_shape, latent_shape, source, seed, samples)

@@ -22,6 +22,8 @@ from typing import Any
 from vae_export.artifacts import ensure_dir
 from vae_export_runtime.contract import BATCH_DIM, ROLES, graph_filename
 from vae_export.errors import UsageError, VAEExportError
+from vae_export.limits import MAX_INSTANCES, MAX_QUEUE_DELAY_US, MAX_TRITON_BATCH
+from vae_export.variants import ONNX_VARIANTS
 
 MODEL_NAMES = {"encoder": "vae_encoder", "decoder": "vae_decoder", "classifier": "vae_classifier"}
 # ONNX tensor element type (as onnxinfo names it) -> Triton data type
@@ -62,6 +64,15 @@ def model_config(name: str, signature: dict[str, Any], path: Path, max_batch_siz
     )
 
 
+def _check_writable(out: Path) -> None:
+    """Create and remove a staging folder in OUT before any graph is read: an OUT that exists
+    but cannot take new entries (/proc, a read-only mount) is one error, not a traceback."""
+    try:
+        shutil.rmtree(tempfile.mkdtemp(dir=out, prefix=".vae-export-probe."))
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
 def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batch_size: int = 256,
                      instances: int = 1, queue_delay_us: int = 100, kind: str = "cpu") -> list[Path]:
     """Write the encoder and decoder models (and a semi-supervised model's classifier; every
@@ -69,9 +80,16 @@ def write_repository(artifacts: Path, out: Path, variant: str = "fp32", max_batc
     so an interrupted run leaves the previous model folder (or none), never half of one."""
     from vae_export.onnxinfo import load_onnx, signature
 
-    if variant == "ort":
-        raise UsageError("--variant ort: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant")
+    if variant not in ONNX_VARIANTS:
+        raise UsageError(f"--variant {variant}: Triton's ONNX Runtime backend loads .onnx files; pick an .onnx variant "
+                         f"({', '.join(ONNX_VARIANTS)})")
+    for name, value, low, high in (("--max-batch-size", max_batch_size, 1, MAX_TRITON_BATCH),
+                                   ("--instances", instances, 1, MAX_INSTANCES),
+                                   ("--queue-delay-us", queue_delay_us, 0, MAX_QUEUE_DELAY_US)):
+        if not low <= value <= high:  # the CLI's IntRange says the same; library callers skip it
+            raise UsageError(f"{name} {value}: expected {low} to {high} (Triton's ModelConfig schema)")
     ensure_dir(out, "--out")
+    _check_writable(out)
     written = []
     for role in ROLES:
         source = artifacts / graph_filename(role, variant)
