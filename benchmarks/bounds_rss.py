@@ -7,7 +7,7 @@ Every case is one `vae-export` command in its own process under `/usr/bin/time -
 (maximum resident set size of that process), on: the reference MLP (digits, 5 epochs), the
 conv reference (`--arch conv`, 16 channels, 1 epoch, `--dynamic-size`), tiny diffusers
 configs, and baseline files built at and past their bounds. Prints the markdown table of
-benchmarks/RESULTS.md ("Bounds and peak RSS"). Figures depend on the model and on the memory
+benchmarks/RESULTS.md ("Bounds and peak memory"). Figures depend on the model and on the memory
 available when the command runs (the size checks compare against it): the table says which.
 """
 

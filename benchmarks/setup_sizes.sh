@@ -13,7 +13,7 @@ python3 -m venv rt && rt/bin/$PIP ./src
 echo "runtime alone: $(du -sm rt | cut -f1) MB, $(rt/bin/pip list 2>/dev/null | tail -n +3 | wc -l) packages"
 python3 -m venv core && core/bin/$PIP torch==2.13.0 && core/bin/$PIP "$REPO/runtime" "$REPO"
 echo "make run (core): $(du -sm core | cut -f1) MB, $(core/bin/pip list 2>/dev/null | tail -n +3 | wc -l) packages"
-python3 -m venv full && full/bin/$PIP torch==2.13.0 && full/bin/$PIP "$REPO/runtime" "$REPO[test,scale,peers,diffusers]"
+python3 -m venv full && full/bin/$PIP torch==2.13.0 && full/bin/$PIP "$REPO/runtime" "$REPO[test,scale,peers,diffusers,executorch]"
 echo "make test (full): $(du -sm full | cut -f1) MB, $(full/bin/pip list 2>/dev/null | tail -n +3 | wc -l) packages"
 core/bin/vae-export train --artifacts a --epochs 1 -q >/dev/null && core/bin/vae-export export --artifacts a >/dev/null
 for i in 1 2 3; do /usr/bin/time -f "peak RSS %M KB" rt/bin/python "$REPO/benchmarks/runtime_first_call.py" a/decoder.onnx; done
