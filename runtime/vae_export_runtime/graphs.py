@@ -37,7 +37,7 @@ from vae_export_runtime.checks import (as_array, check_count, check_rows, check_
 from vae_export_runtime.codec import GraphMetadata
 from vae_export_runtime.contract import Y_NAME, GraphSpec, Shape, format_shape, graph_filename, graph_spec, symbolic_names
 from vae_export_runtime.errors import RuntimeInputError
-from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
+from vae_export_runtime.limits import MAX_BATCH, MAX_ELEMENTS, MAX_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_STEPS, MAX_TILE
 from vae_export_runtime.sampling import normal_latents, scaled
 from vae_export_runtime.tiling import DEFAULT_OVERLAP, tile_geometry, tiled_decode
 from vae_export_runtime.backends import Backend, open_backend
@@ -218,6 +218,9 @@ class VAEDecoder(_Graph):
         pair = _pair(size)
         if pair is None or not all(v > 0 and v % stride == 0 for v in pair):
             raise RuntimeInputError(f"size: expected (height, width), positive multiples of {stride}, found {size!r}")
+        # The same pixel bound as the CLI's --size/--sizes and the server's (limits.MAX_PIXELS).
+        if pair[0] * pair[1] > MAX_PIXELS:
+            raise RuntimeInputError(f"size: {pair[0]}x{pair[1]} has more than {MAX_PIXELS} pixels (8192x8192 at most)")
         if self.image_shape[0] * pair[0] * pair[1] > MAX_ELEMENTS:  # type: ignore[operator]
             raise RuntimeInputError(f"size: {pair[0]}x{pair[1]} images hold more than {MAX_ELEMENTS} values each")
         return (int(self.latent_shape[0]), pair[0] // stride, pair[1] // stride)  # type: ignore[arg-type]
