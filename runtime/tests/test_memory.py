@@ -66,6 +66,24 @@ def test_the_planner_measures_the_tile_it_picks_and_fits_a_quadratic_need():
     assert planner.plan(least + 4, 1, 128, 128).tile is not None  # the budget it names is one it can meet
 
 
+def test_the_planner_never_probes_past_the_budget_on_an_attention_like_need():
+    """Working memory growing with (latent cells)^4, as attention scores do: KiBs at the first
+    probes (8 and 16 cells), 1 GiB untiled at 128. Extrapolating from the first probes saw
+    nothing and probed the whole latent, committing 1 GiB against a 300 MiB budget (the
+    README's example did: 2,187 MiB resident, then refused); probes now grow 2x a side at a
+    time, so none goes past what the budget allows."""
+    def decode(z: np.ndarray) -> np.ndarray:
+        _touch(int(1 + 4 * (z.shape[2] * z.shape[3]) ** 2 / 2**20))  # float32 scores, MiB
+        return np.zeros((z.shape[0], 3, z.shape[2] * 2, z.shape[3] * 2), np.float32)
+
+    planner = budget.Planner(decode, 4, 2, 3)
+    rss = memory.rss_mib() or 0.0
+    plan = planner.plan(rss + 300, 1, 128, 128)
+    assert plan.tile is not None and 32 <= plan.tile < 128
+    assert max(first for first, _ in planner.probes.values()) <= 300
+    assert (1, 128, 128) not in planner.probes
+
+
 def test_decode_under_a_budget_tiles_and_refuses_below_its_least(root):
     decoder = VAEDecoder(root / "kl" / "decoder.onnx")
     z = np.random.default_rng(0).standard_normal((1, 4, 96, 96)).astype(np.float32)

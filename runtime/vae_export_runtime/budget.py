@@ -12,7 +12,9 @@ self-attention holds (latent cells)^2 scores: 4 MiB per copy at a 32-cell tile, 
 cells, 1 GiB untiled at 128 cells (SD-sized, 1024x1024). So the planner fits
 need(P) = a + b P + c P^2 (P: output pixels of the tile x batch; a, b, c >= 0) to its probes
 (PROBE_CELLS first), picks the largest tile whose predicted peak fits M, and probes that tile
-if it has not yet; it repeats until the tile it picks is one it has measured. The chosen tile's
+if it has not yet (or, when that tile is more than MAX_STEP times the largest measured side, the
+tile MAX_STEP times it: a quadratic fitted at 8 and 16 cells cannot see 128 cells' attention);
+it repeats until the tile it picks is one it has measured. The chosen tile's
 need is its own measurement (plus MEASURED_SLACK); only the choice of what to probe next is
 extrapolated. Each probe runs twice: an engine that keeps memory between calls (ONNX Runtime's
 arena) grows on the first call and holds it, so the RSS afterwards includes it and the need is
@@ -48,6 +50,7 @@ MIN_TILE = 8  # the smallest tile planned; multiples of 4 tile evenly with the d
 MEASURED_SLACK = 1.05  # run-to-run variation of a measured tile's need
 SAFETY = 1.25  # on a fitted (extrapolated) need, when choosing what to probe next
 MAX_PROBES = 8
+MAX_STEP = 2  # a probe is at most this many times the largest measured tile's side (4x its pixels)
 MIB = float(1 << 20)
 
 
@@ -146,6 +149,15 @@ class Planner:
             th, tw = (h, w) if tile is None else (min(tile, h), min(tile, w))
             if (batch, th, tw) in self.probes:
                 return Plan(tile, self.peak(rss, batch, h, w, tile), rss, self.probes[(batch, th, tw)][1])
+            # Extrapolate at most MAX_STEP per side beyond what was measured: a fit of small
+            # probes cannot see the attention term (at 8 and 16 cells its scores are KiBs; at
+            # 128 cells, 1 GiB a copy), and probing a size commits what an arena keeps. A
+            # smaller tile than the one that fits is predicted to fit too (the need grows with
+            # the pixels), so stepping up never probes past the budget's prediction.
+            measured = max(max(hh, ww) for (b, hh, ww) in self.probes if b == batch)
+            if max(th, tw) > MAX_STEP * measured:
+                step = 4 * (MAX_STEP * measured // 4)
+                th, tw = min(step, h), min(step, w)
             self.probe(batch, th, tw)
         # still choosing after MAX_PROBES: the largest measured tile that fits
         measured = [t for t in tiles if (batch, *((h, w) if t is None else (min(t, h), min(t, w)))) in self.probes]
