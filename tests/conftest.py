@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -270,6 +271,13 @@ def taesd_artifacts(tmp_path_factory, taesd_dir) -> Path:
 
 
 # ---- the runtime as an app installs it (tests/test_runtime_alone.py, tests/test_readme.py) ----------
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (servers in tests listen there only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 def run_checked(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)

@@ -29,7 +29,7 @@ from vae_export.cli import main
 from vae_export.errors import VAEExportError
 from vae_export.idx import read_idx
 
-from conftest import idx_bytes, one_line_error, snapshot
+from conftest import free_port, idx_bytes, one_line_error, snapshot
 
 GIB = 1024**3
 
@@ -331,15 +331,9 @@ def test_an_unwritable_output_is_one_error_line(tmp_path, runner, exported_dir, 
 
 # ---- a dead Ray head ----------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_dead_ray_head_fails_within_seconds_in_one_line(tmp_path, exported_dir, images):
     np.save(tmp_path / "x.npy", images)
-    for address in (f"127.0.0.1:{_free_port()}", f"ray://127.0.0.1:{_free_port()}"):
+    for address in (f"127.0.0.1:{free_port()}", f"ray://127.0.0.1:{free_port()}"):
         started = time.monotonic()
         proc = _process("encode", tmp_path / "x.npy", "-o", tmp_path / "o.parquet", "--artifacts", exported_dir,
                         "--engine", "ray", "--address", address, timeout=90)

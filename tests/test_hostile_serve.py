@@ -22,14 +22,10 @@ import pytest
 
 from vae_export.runtime import VAE
 
+from conftest import free_port
+
 TIMEOUT_S = 60
 STRIDE = 4  # the conv reference: 28x28 images, 7x7 latents
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +34,7 @@ def server(ray_cluster, conv_dir):
     down after it (its replica holds a CPU the other Ray tests need)."""
     from vae_export.scale.serve import ServeConfig, start_server, stop_server
 
-    port = _free_port()
+    port = free_port()
     start_server(ServeConfig(conv_dir, max_batch_size=16, batch_wait_s=0.02, max_rows=64), "127.0.0.1", port)
     yield port
     stop_server(owned=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +15,9 @@ from PIL import Image
 
 from vae_export.runtime import VAE, VAEDecoder
 
+from conftest import free_port
+
 TIMEOUT_S = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +28,7 @@ def server(ray_cluster, exported_dir):
 
     from vae_export.scale.serve import APP_NAME, ServeConfig, build_app, start_server, stop_server
 
-    port = _free_port()
+    port = free_port()
     config = ServeConfig(exported_dir, max_batch_size=16, batch_wait_s=0.005, max_rows=64)
     start_server(config, "127.0.0.1", port)
 
@@ -161,7 +156,7 @@ def test_serve_without_artifacts_is_a_usage_error_before_ray_starts(tmp_path, ru
     from vae_export.cli import main
 
     was_running = ray.is_initialized()
-    result = runner.invoke(main, ["serve", "--artifacts", str(tmp_path), "--port", str(_free_port())])
+    result = runner.invoke(main, ["serve", "--artifacts", str(tmp_path), "--port", str(free_port())])
     assert result.exit_code == 2
     assert result.output.strip() == (f"Error: --artifacts {tmp_path.resolve()}: no encoder.onnx; "
                                      f"run `vae-export export --artifacts {tmp_path.resolve()}` first")

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
+from vae_export_runtime.backends import OrtBackend
 from vae_export_runtime.errors import RuntimeInputError, first_line
 
 NAME = "onnxruntime-openvino"
@@ -98,28 +98,14 @@ def make_session(path: Path, threads: int | None = None, precision: str = "fp32"
         raise RuntimeInputError(f"{path}: ONNX Runtime with OpenVINO cannot load it ({first_line(exc)})") from None
 
 
-class OrtOpenVinoBackend:
-    """The runtime's backend for `engine="onnxruntime-openvino"` (the interface of
-    `backends.Backend`, the same as ONNX Runtime's own: it is an ONNX Runtime session)."""
+class OrtOpenVinoBackend(OrtBackend):
+    """The runtime's backend for `engine="onnxruntime-openvino"`: an ONNX Runtime session like
+    `backends.OrtBackend`'s (the same inputs, outputs, metadata and time-limited run), made
+    with OpenVINO's execution provider on its device."""
 
     def __init__(self, path: Path, threads: int | None = None, precision: str = "fp32") -> None:
-        from vae_export_runtime.session import run_limited
-
-        self.engine, self.path, self.precision = NAME, path, precision
+        self.engine, self.path, self.precision, self.low_memory = NAME, path, precision, False
         self.session = make_session(path, threads, precision)
-        self._run = run_limited
-
-    def get_inputs(self) -> Sequence[Any]:
-        return self.session.get_inputs()  # type: ignore[no-any-return]
-
-    def get_outputs(self) -> Sequence[Any]:
-        return self.session.get_outputs()  # type: ignore[no-any-return]
-
-    def metadata_map(self) -> Mapping[str, str]:
-        return self.session.get_modelmeta().custom_metadata_map  # type: ignore[no-any-return]
-
-    def run(self, output_names: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(self.session, output_names, feeds, self.path)  # type: ignore[no-any-return]
 
 
 def open_backend(path: Path, providers: Sequence[str] | None = None, threads: int | None = None,
