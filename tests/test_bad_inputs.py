@@ -670,7 +670,7 @@ def test_baseline_with_nan_times_is_refused(artifacts, runner, tmp_path):
     result = runner.invoke(main, ["bench", "--artifacts", str(artifacts), "--baseline", str(tmp_path / "base.json"),
                                   "--no-torch"])
     assert result.exit_code == 1
-    one_line_error(result, "results[0].p50_ms: expected a finite non-negative number, found nan")
+    one_line_error(result, "results[0].p50_ms: expected a finite positive number, found nan")
     assert snapshot(artifacts) == before
 
 

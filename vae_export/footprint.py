@@ -203,9 +203,15 @@ def check_runs_fit(artifacts: Path, manifest: Any, sizes: Sequence[tuple[int, in
     fixed-size model); `edge_batches`: per role, the batch of verify's edge inputs."""
     import onnx
 
+    from vae_export.limits import MAX_ELEMENTS
+    from vae_export.onnxinfo import check_static_sizes
+
     g = manifest.model.geometry
     for entry in manifest.entries(variants=("fp32",)):
         model = onnx.load(str(artifacts / entry.file), load_external_data=False)
+        # A graph with a node that allocates gigabytes whatever the input is a bad file (exit
+        # 1, as when a session opens it), not a size or batch the user could make smaller.
+        check_static_sizes(model, artifacts / entry.file, MAX_ELEMENTS)
         spec = g.spec(entry.graph)
         labels = {b: f"batch {b}" for b in batch_sizes}
         edge = (edge_batches or {}).get(entry.graph)
@@ -220,7 +226,12 @@ def check_runs_fit(artifacts: Path, manifest: Any, sizes: Sequence[tuple[int, in
             for batch in sorted(labels, reverse=True):  # the largest first: it is the one to drop
                 need = int(engines * (SLACK * fp.peak(batch) + entry.bytes) + fp.inputs(batch)
                            + held_outputs * fp.outputs(batch))
-                option = f"{size_option} {at}" if size_option else f"--batch-sizes {batch}"
-                smaller = "--sizes" if batch == edge and batch not in batch_sizes else "--sizes or --batch-sizes"
-                check_fits(need, f"{command} {entry.file} at {at}, {labels[batch]},", option,
-                           f"pass smaller {smaller}" if size_option else "pass smaller --batch-sizes")
+                edge_only = batch == edge and batch not in batch_sizes
+                if size_option:
+                    option = f"{size_option} {at}"
+                    hint = f"pass smaller {'--sizes' if edge_only else '--sizes or --batch-sizes'}"
+                elif not edge_only:
+                    option, hint = f"--batch-sizes {batch}", "pass smaller --batch-sizes"
+                else:  # a fixed-size graph at verify's own edge batch: no option makes it smaller
+                    option, hint = entry.file, "verify's edge inputs run at this batch whatever --batch-sizes says"
+                check_fits(need, f"{command} {entry.file} at {at}, {labels[batch]},", option, hint)
