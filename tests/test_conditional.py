@@ -410,7 +410,7 @@ def test_score_marginalises_a_conditional_model(m2_dir, runner, tmp_path, digits
 
 
 def test_against_compares_every_graph_of_a_conditional_model(m2_dir, exported_dir, runner, tmp_path):
-    small = ["--batch-sizes", "1", "--rounds", "6", "--iterations", "5", "--warmup", "2"]
+    small = ["--batch-sizes", "1", "--rounds", "6", "--sessions", "6", "--iterations", "5", "--warmup", "2"]
     result = runner.invoke(main, ["bench", "--artifacts", str(m2_dir), "--against", str(m2_dir), *small,
                                   "--json", str(tmp_path / "ab.json")])
     assert result.exit_code == 0, result.output
