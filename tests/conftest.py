@@ -279,6 +279,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_on_free_port(config) -> int:
+    """Start Serve with `config` on a free 127.0.0.1 port and return the port. A port free when
+    picked can be taken before Serve's proxy binds it (Ray's workers take ephemeral ports as
+    they start); start_server then says so in a UsageError, and another port is tried."""
+    from vae_export.errors import UsageError
+    from vae_export.scale.serve import start_server
+
+    for attempt in range(3):
+        port = free_port()
+        try:
+            start_server(config, "127.0.0.1", port)
+            return port
+        except UsageError as exc:
+            if "already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def run_checked(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
     assert result.returncode == 0, f"{' '.join(map(str, args))}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

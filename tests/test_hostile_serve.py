@@ -22,7 +22,7 @@ import pytest
 
 from vae_export.runtime import VAE
 
-from conftest import free_port
+from conftest import serve_on_free_port
 
 TIMEOUT_S = 60
 STRIDE = 4  # the conv reference: 28x28 images, 7x7 latents
@@ -32,10 +32,9 @@ STRIDE = 4  # the conv reference: 28x28 images, 7x7 latents
 def server(ray_cluster, conv_dir):
     """The conv model exported with --dynamic-size, served once for the module; Serve is shut
     down after it (its replica holds a CPU the other Ray tests need)."""
-    from vae_export.scale.serve import ServeConfig, start_server, stop_server
+    from vae_export.scale.serve import ServeConfig, stop_server
 
-    port = free_port()
-    start_server(ServeConfig(conv_dir, max_batch_size=16, batch_wait_s=0.02, max_rows=64), "127.0.0.1", port)
+    port = serve_on_free_port(ServeConfig(conv_dir, max_batch_size=16, batch_wait_s=0.02, max_rows=64))
     yield port
     stop_server(owned=False)
 

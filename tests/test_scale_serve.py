@@ -15,7 +15,7 @@ from PIL import Image
 
 from vae_export.runtime import VAE, VAEDecoder
 
-from conftest import free_port
+from conftest import free_port, serve_on_free_port
 
 TIMEOUT_S = 30
 
@@ -26,11 +26,10 @@ def server(ray_cluster, exported_dir):
     replica holds is free for the Ray Data tests."""
     from ray import serve
 
-    from vae_export.scale.serve import APP_NAME, ServeConfig, build_app, start_server, stop_server
+    from vae_export.scale.serve import APP_NAME, ServeConfig, build_app, stop_server
 
-    port = free_port()
     config = ServeConfig(exported_dir, max_batch_size=16, batch_wait_s=0.005, max_rows=64)
-    start_server(config, "127.0.0.1", port)
+    port = serve_on_free_port(config)
 
     def redeploy(**changes) -> None:
         serve.run(build_app(ServeConfig(**{**config.__dict__, **changes})), name=APP_NAME, route_prefix="/")
@@ -160,4 +159,25 @@ def test_serve_without_artifacts_is_a_usage_error_before_ray_starts(tmp_path, ru
     assert result.exit_code == 2
     assert result.output.strip() == (f"Error: --artifacts {tmp_path.resolve()}: no encoder.onnx; "
                                      f"run `vae-export export --artifacts {tmp_path.resolve()}` first")
+    assert ray.is_initialized() == was_running
+
+
+def test_a_port_in_use_is_a_usage_error_before_ray_starts(exported_dir, runner):
+    """Another server on --port: one line naming it, exit 2, and no Ray started for nothing
+    (Serve's proxy would otherwise fail inside a Ray actor with a traceback)."""
+    import socket
+
+    import ray
+
+    from vae_export.cli import main
+
+    was_running = ray.is_initialized()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = runner.invoke(main, ["serve", "--artifacts", str(exported_dir), "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"Error: --port {port}: 127.0.0.1:{port} is already in use; "
+                                     "pass another --port (or --host)")
     assert ray.is_initialized() == was_running

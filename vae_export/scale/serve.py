@@ -299,6 +299,7 @@ def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
         if not (config.artifacts / graph_filename(role, config.variant)).is_file():
             raise UsageError(f"--artifacts {config.artifacts}: no {graph_filename(role, config.variant)}; "
                              f"run `vae-export export --artifacts {config.artifacts}` first")
+    _check_port_free(host, port)  # before Ray starts: a port in use is a usage error, not a proxy retrying
     owned = start_ray(address, verbose)
     # Serve's proxy bounds request bodies too (httpbody.BodyLimit); applied when this starts
     # Serve's controller, whose runtime env the proxy inherits. An existing Serve keeps its
@@ -308,10 +309,40 @@ def start_server(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
     if "controller_options" in inspect.signature(serve.start).parameters:
         env = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK}
         options["controller_options"] = {"runtime_env": {"env_vars": env}}
-    serve.start(**options)
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    try:
+        serve.start(**options)
+        serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    except Exception as exc:
+        # Another process took the port between the check and the proxy's bind (Ray's own
+        # workers take ephemeral ports as they start): the same usage error, Serve stopped.
+        if "Failed to bind" not in str(exc):
+            raise
+        stop_server(owned)
+        raise UsageError(_port_in_use(host, port)) from None
     _wait_for_http(host, port)
     return owned
+
+
+def _port_in_use(host: str, port: int) -> str:
+    return f"--port {port}: {host}:{port} is already in use; pass another --port (or --host)"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """UsageError when nothing can listen on host:port now (another server holds it)."""
+    import errno
+    import socket
+
+    from vae_export.errors import UsageError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the proxy binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(_port_in_use(host, port)) from None
+            raise UsageError(f"--host {host}: cannot listen there ({exc.strerror})") from None
 
 
 def _wait_for_http(host: str, port: int, timeout_s: float = 120.0) -> None:
