@@ -279,6 +279,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_call(url: str, path: str, body: bytes | dict | None = None, method: str | None = None,
+              timeout: float = 60) -> tuple[int, dict, bytes]:
+    """(status, lower-cased headers, body) of one request; a 4xx/5xx is an answer, not an error."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
 def serve_on_free_port(config) -> int:
     """Start Serve with `config` on a free 127.0.0.1 port and return the port. A port free when
     picked can be taken before Serve's proxy binds it (Ray's workers take ephemeral ports as

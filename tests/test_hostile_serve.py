@@ -12,8 +12,6 @@ import random
 import select
 import socket
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from vae_export.runtime import VAE
 
-from conftest import serve_on_free_port
+from conftest import http_call, serve_on_free_port
 
 TIMEOUT_S = 60
 STRIDE = 4  # the conv reference: 28x28 images, 7x7 latents
@@ -45,14 +43,7 @@ def vae(conv_dir) -> VAE:
 
 
 def call(port: int, path: str, body: bytes | dict | None = None) -> tuple[int, dict, bytes]:
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+    return http_call(f"http://127.0.0.1:{port}", path, body, timeout=TIMEOUT_S)
 
 
 def _json_error(status: int, headers: dict, body: bytes, expected: int, text: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -15,7 +13,7 @@ from PIL import Image
 
 from vae_export.runtime import VAE, VAEDecoder
 
-from conftest import free_port, serve_on_free_port
+from conftest import free_port, http_call, serve_on_free_port
 
 TIMEOUT_S = 30
 
@@ -39,14 +37,7 @@ def server(ray_cluster, exported_dir):
 
 
 def call(url: str, path: str, body: bytes | dict | None = None, method: str | None = None) -> tuple[int, dict, bytes]:
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    request = urllib.request.Request(url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+    return http_call(url, path, body, method, TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
