@@ -7,7 +7,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TEST_EXTRAS ?= test,scale,peers,diffusers,executorch
 BIN = $(VENV)/bin
-PIP = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# setuptools warns on every editable install that a folder named like the package may shadow
+# it (here it is the package): noise the user cannot act on, so it is filtered by its message.
+PIP = PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: setup setup-gpu run test bench clean
 
