@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import numpy as np
 import pytest
+
+from conftest import free_port
 
 
 def _env() -> dict[str, str]:
@@ -66,9 +67,7 @@ def test_verbose_shows_rays_lines(inputs, exported_dir):
 
 
 def test_serve_prints_no_ray_serve_line(exported_dir):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "vae_export", "serve", "--artifacts", str(exported_dir),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**_env(), "PYTHONUNBUFFERED": "1"})
